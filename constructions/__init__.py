@@ -1,0 +1,4 @@
+"""Model descriptions as pure data: named subspaces, weights, scales and labels.
+
+Nothing in this package evaluates a model or imports `verify`.
+"""

@@ -1,0 +1,64 @@
+"""Attention scales derived from the leakage bound (docs/constructions.md, "Leakage").
+
+Lemma (leakage). At a query whose intended key scores ``sigma`` more than each
+of the ``m`` other visible keys, the attention mass off the intended key is
+
+    leak(m, sigma) = m e^-sigma / (1 + m e^-sigma)      (exact when the others tie)
+
+Payload lookup (Theorems 1 and 2). A "fetch" head copies the payload t in
+[0, (V-1)/V]^K from the virtual token, a "pointer" head copies a one-hot e_k,
+and the MLP computes x = ReLU(fetched_k + pointer_k - 1). With leaks eps_f,
+eps_p < 1/V every other coordinate is cut by the ReLU, and
+
+    t_k - delta <= x <= t_k,   delta = eps_f * (V-1)/V + eps_p.
+
+Grid decoding. logit_j = (2j/V) x - (j/V)^2, so for the target y
+
+    logit_y - logit_j = ((y-j)/V) * (2x - (y+j)/V),
+
+which is ((y-j)/V)^2 at x = y/V, and at worst (1/V) * (1/V - 2 delta) once x
+sits delta below y/V. Requiring delta <= 1/(4V) keeps at least half of the
+ideal margin 1/V^2, and delta <= 2 leak(m, sigma) < 2 m e^-sigma gives
+
+    sigma >= ln(8 V m).
+
+`lookup_scale` returns the smallest multiple of 1/16 at or above that value, so
+the scale is an exact binary float (no rounding in the weights) and is derived,
+never tuned.
+"""
+from __future__ import annotations
+
+import math
+
+SCALE_GRID = 16  # scales are multiples of 1/16: exact in every binary float format
+
+
+def leak(m: int, sigma: float) -> float:
+    """Attention mass off the intended key when m other keys score sigma less."""
+    if m <= 0:
+        return 0.0
+    r = m * math.exp(-sigma)
+    return r / (1.0 + r)
+
+
+def lookup_scale(V: int, m: int) -> float:
+    """Scale for a payload-lookup construction with vocabulary V and m competing keys."""
+    if V < 2:
+        raise ValueError(f"vocabulary size must be >= 2, got {V}")
+    target = math.log(8 * V * max(m, 1))
+    return math.ceil(target * SCALE_GRID) / SCALE_GRID
+
+
+def lookup_delta(V: int, m: int, sigma: float) -> float:
+    """Worst shortfall delta of the selected value below t_k (see module docstring)."""
+    eps = leak(m, sigma)
+    return eps * (V - 1) / V + eps
+
+
+def lookup_margin_bound(V: int, m: int, sigma: float) -> float:
+    """Guaranteed decode margin (1/V)(1/V - 2 delta); correct decoding needs it > 0.
+
+    The bound is attained: the query with m competitors and payload (V-1)/V has
+    exactly this margin, so it is also the predicted minimum margin.
+    """
+    return (1.0 / V) * (1.0 / V - 2.0 * lookup_delta(V, m, sigma))

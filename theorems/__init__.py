@@ -1,0 +1,7 @@
+"""One module per claim: its statement, parameters and proof obligations."""
+from __future__ import annotations
+
+from theorems import theorem1, theorem2
+from theorems.base import Theorem
+
+THEOREMS: dict[str, Theorem] = {t.id: t for t in (theorem1.THEOREM, theorem2.THEOREM)}

@@ -1,0 +1,1 @@
+"""Evaluators of model descriptions, the claim checker, reports and the CLI."""

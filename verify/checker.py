@@ -1,0 +1,139 @@
+"""Numeric checker: run a construction against a decoding claim on a finite input set.
+
+A claim about greedy decoding is turned into a `DecodeProblem`: batches of
+teacher-forced inputs with the token expected at each checked position. The
+checker evaluates them (exhaustively when the input set is small enough, else
+on K seeded samples), tracks the minimum decode margin (target logit minus the
+best other logit; a tie or NaN is a failure), and re-runs the first failure
+through a second code path (incremental greedy generation with a key/value
+cache) before calling the claim FALSIFIED.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from constructions.model import Model
+from verify.arith import NumpyOps, cast_model
+from verify.forward import forward
+from verify.verdict import Coverage, Record, Verdict
+
+EXHAUSTIVE_LIMIT = 1 << 20  # input sets up to this size are checked exhaustively
+BATCH_FLOATS = 1 << 24  # activation budget per batch (~128 MB in float64)
+
+
+@dataclass(frozen=True)
+class Batch:
+    soft: np.ndarray | None  # (B, k, d) virtual tokens, float64
+    tokens: np.ndarray  # (B, n) token ids after the virtual tokens
+    expected: np.ndarray  # (B, c) tokens that must win at `positions`
+    positions: np.ndarray  # (c,) output positions that are checked
+    items: Sequence[Any]  # one identifier per sequence, for counterexamples
+
+
+class DecodeProblem(Protocol):
+    """A finite input set of a decoding claim, as the checker needs it."""
+
+    total: int  # size of the input set
+    form: str  # compact form of the size, e.g. "95^20"
+    positions_per_input: int  # sequence length of one input (for batch sizing)
+
+    def exhaustive(self, batch_size: int) -> Iterator[Batch]: ...
+    def sampled(self, samples: int, seed: int, batch_size: int) -> Iterator[Batch]: ...
+    def sample_count(self, samples: int) -> int: ...
+    def sampling(self, samples: int) -> str: ...
+    def describe(self, item: Any) -> dict[str, Any]: ...
+    def confirm(self, model: Model, ops: NumpyOps, item: Any) -> dict[str, Any]: ...
+
+
+def decode_margins(logits: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """logit[expected] - max over other tokens; <= 0 or NaN means the claim fails there."""
+    target = np.take_along_axis(logits, expected[..., None], axis=-1)[..., 0]
+    others = logits.copy()
+    np.put_along_axis(others, expected[..., None], -np.inf, axis=-1)
+    return target - others.max(axis=-1)
+
+
+def batch_size_for(model: Model, positions: int) -> int:
+    """Sequences per batch so that one layer's activations stay within BATCH_FLOATS."""
+    per_seq = 0
+    for layer in model.layers:
+        width = layer.d_in + layer.attn_out.dim + sum(s.dim for s in layer.hidden) + layer.out.dim
+        width += sum(2 * h.d_k + h.d_v for h in layer.heads)
+        per_seq = max(per_seq, positions * width + 2 * len(layer.heads) * positions * positions)
+    return max(1, BATCH_FLOATS // max(per_seq, 1))
+
+
+@dataclass
+class _Tally:
+    seen: int = 0
+    failures: int = 0
+    min_margin: float = math.inf
+    first: tuple[Any, int, float] | None = None  # (item, position, margin)
+
+    def add(self, batch: Batch, margins: np.ndarray) -> None:
+        self.seen += len(batch.items)
+        bad = ~(margins > 0)
+        if np.isnan(margins).any():
+            self.min_margin = math.nan
+        elif not math.isnan(self.min_margin):
+            self.min_margin = min(self.min_margin, float(margins.min()))
+        if bad.any():
+            self.failures += int(bad.any(axis=1).sum())
+            if self.first is None:
+                b, c = np.argwhere(bad)[0]
+                self.first = (batch.items[b], int(batch.positions[c]), float(margins[b, c]))
+
+
+def check_decoding(
+    model: Model,
+    problem: DecodeProblem,
+    *,
+    claim: str,
+    params: dict[str, Any],
+    samples: int,
+    seed: int,
+    dtype: str = "float64",
+    weights_sha256: str | None = None,
+    exhaustive_limit: int = EXHAUSTIVE_LIMIT,
+    progress: Callable[[int, int], None] | None = None,
+) -> Record:
+    """Evaluate every (or K sampled) input(s); the verdict is CHECKED, SAMPLED, FALSIFIED or ERROR."""
+    t0 = time.perf_counter()
+    ops = NumpyOps(dtype)
+    m = cast_model(model, ops.dtype)
+    exhaustive = problem.total <= exhaustive_limit
+    bs = batch_size_for(m, problem.positions_per_input)
+    goal = problem.total if exhaustive else problem.sample_count(samples)
+    batches = problem.exhaustive(bs) if exhaustive else problem.sampled(samples, seed, bs)
+    tally = _Tally()
+    for batch in batches:
+        logits = forward(m, batch.tokens, batch.soft, ops=ops, outputs_at=batch.positions).logits
+        tally.add(batch, decode_margins(logits, batch.expected))
+        if progress is not None:
+            progress(tally.seen, goal)
+
+    method = f"teacher-forced pass, {'exhaustive' if exhaustive else problem.sampling(samples)}"
+    common = dict(
+        claim=claim, obligation="decode", method=method, arithmetic=f"numpy {dtype}", params=params,
+        coverage=Coverage(tally.seen, problem.total, problem.form), min_margin=tally.min_margin,
+        seed=None if exhaustive else seed, dtype=dtype, weights_sha256=weights_sha256,
+        details={"failing_inputs": tally.failures},
+    )
+    if tally.first is None:
+        verdict = Verdict.CHECKED if exhaustive else Verdict.SAMPLED
+        return Record(verdict=verdict, seconds=time.perf_counter() - t0, **common)
+
+    item, position, margin = tally.first
+    counterexample = problem.describe(item)
+    counterexample.update(failing_position=position, teacher_forced_margin=margin)
+    second = problem.confirm(m, ops, item)
+    counterexample["confirmation"] = second
+    verdict = Verdict.FALSIFIED if second["fails"] else Verdict.ERROR
+    reason = None if second["fails"] else "incremental generation disagrees with the teacher-forced pass"
+    return Record(verdict=verdict, reason=reason, counterexample=counterexample,
+                  seconds=time.perf_counter() - t0, **common)

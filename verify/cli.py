@@ -1,0 +1,130 @@
+"""The `prefixproof` command line.
+
+Exit status: 0 nothing falsified, 1 something FALSIFIED, 2 bad usage or input
+(one-line message, never a traceback), 3 the verifier itself failed (ERROR).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from constructions.alphabet import ASCII_SIZE, PRINTABLE_ASCII, TokenError
+from constructions.io import FormatError
+from constructions.model import ModelError, ParameterError
+from verify.generate import GenerationError
+from verify.report import EXIT_ERROR, EXIT_USAGE
+from verify.userinput import MAP_SPEC_HELP, InputError
+
+USER_ERRORS = (InputError, FormatError, TokenError, ModelError, ParameterError, GenerationError)
+
+
+class UsageError(Exception):
+    """Bad command-line usage; reported in one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2 (argparse would print the usage too)
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed {text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("seed must be >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="prefixproof", description="Verify constructive proofs about prompting and prefix-tuning "
+                "(Petrov, Torr & Bibi, ICLR 2024).")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    v = sub.add_parser("verify", help="check claims and print a verdict table")
+    v.add_argument("claims", nargs="*", metavar="CLAIM", help="claim ids (default: theorem1 theorem2)")
+    v.add_argument("--vocab", type=_positive, help=f"vocabulary size V (default {ASCII_SIZE}: printable ASCII)")
+    v.add_argument("--length", type=_positive, help="Theorem 1 response length N (default 20)")
+    v.add_argument("--samples", type=_positive,
+                   help="K: targets for theorem1 (default 2000), maps for theorem2 (default 100); "
+                        "input sets of at most 2^20 inputs are checked exhaustively instead")
+    v.add_argument("--seed", type=_seed, default=0, help="sampling seed (default 0)")
+    v.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    v.add_argument("--json", metavar="PATH", help="also write the report as JSON (docs/report.md)")
+
+    b = sub.add_parser("build", help="write construction weights and the virtual token to a directory")
+    bsub = b.add_subparsers(dest="theorem", required=True, parser_class=_Parser)
+    b1 = bsub.add_parser("theorem1", help="unconditional generation of a target")
+    g = b1.add_mutually_exclusive_group(required=True)
+    g.add_argument("--target", help="printable-ASCII text to generate")
+    g.add_argument("--tokens", help="comma-separated token ids (with --vocab)")
+    b1.add_argument("--vocab", type=_positive, help="vocabulary size for --tokens")
+    b1.add_argument("--length", type=_positive, help="N (default: the target's length; shorter targets are "
+                    "padded with token 0, which is a space in ASCII)")
+    b1.add_argument("--out", required=True, help="output directory")
+    b2 = bsub.add_parser("theorem2", help="a token-to-token map")
+    g = b2.add_mutually_exclusive_group(required=True)
+    g.add_argument("--map", help=MAP_SPEC_HELP)
+    g.add_argument("--map-file", help="JSON object {input: output} (unlisted inputs map to themselves) "
+                   "or a list of V tokens")
+    b2.add_argument("--vocab", type=_positive, help=f"vocabulary size (default {ASCII_SIZE}: printable ASCII)")
+    b2.add_argument("--out", required=True, help="output directory")
+
+    gen = sub.add_parser("generate", help="load a weights directory and print what the model generates")
+    gen.add_argument("dir", help="directory written by `prefixproof build`")
+    gen.add_argument("--input", help="user tokens: text for ASCII models, comma-separated ids otherwise")
+    gen.add_argument("--verbose", action="store_true", help="also print the decode margins")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "verify":
+            from verify.commands import cmd_verify
+            return cmd_verify(args, argv)
+        if args.command == "build":
+            from verify.commands import cmd_build
+            return cmd_build(args)
+        from verify.commands import cmd_generate
+        return cmd_generate(args)
+    except UsageError as e:
+        print(f"prefixproof: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except USER_ERRORS as e:
+        print(f"prefixproof: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("prefixproof: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - never a traceback; an internal failure is ERROR, not a pass
+        print(f"prefixproof: internal error (a bug in prefixproof): {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def default_alphabet(vocab: int | None) -> tuple[int, str | None]:
+    V = ASCII_SIZE if vocab is None else vocab
+    return V, (PRINTABLE_ASCII if V == ASCII_SIZE else None)
+
+
+def check_writable(path: str | None) -> None:
+    if path is not None and not Path(path).resolve().parent.is_dir():
+        raise UsageError(f"cannot write {path}: directory {Path(path).resolve().parent} does not exist")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

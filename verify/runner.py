@@ -1,0 +1,34 @@
+"""Run a theorem's obligations; an exception becomes an ERROR record, never a pass."""
+from __future__ import annotations
+
+import time
+import traceback
+
+from theorems.base import Obligation, RunContext, Theorem
+from verify.verdict import Record, Verdict, weakest
+
+
+def run_obligation(theorem: Theorem, ob: Obligation, ctx: RunContext) -> Record:
+    t0 = time.perf_counter()
+    try:
+        record = ob.run(ctx)
+        if not isinstance(record, Record):
+            raise TypeError(f"obligation {ob.id} returned {type(record).__name__}, not a Record")
+        return record
+    except Exception as e:  # noqa: BLE001 - any failure of the verifier is reported as ERROR
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        reason = f"{type(e).__name__}: {e} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
+        return Record(
+            claim=theorem.id, obligation=ob.id, verdict=Verdict.ERROR, method=ob.method, arithmetic="-",
+            params=dict(ctx.params), seconds=time.perf_counter() - t0, seed=ctx.seed, dtype=ctx.dtype,
+            weights_sha256=ctx.weights_sha256, reason=reason,
+        )
+
+
+def run_theorem(theorem: Theorem, ctx: RunContext, levels: set[str] | None = None) -> list[Record]:
+    """Every obligation at the selected levels (all levels when `levels` is None)."""
+    return [run_obligation(theorem, ob, ctx) for ob in theorem.obligations if levels is None or ob.level in levels]
+
+
+def theorem_verdict(records: list[Record]) -> Verdict:
+    return weakest(r.verdict for r in records)
