@@ -31,8 +31,8 @@ class FormatError(ValueError):
 
 # ---------------------------------------------------------------- spaces
 
-def space_to_json(space: Space) -> list[list[Any]]:
-    """Run-length form: [[block, size], ...] for block:0..size-1 runs, [label, null] for others."""
+def space_to_json(space: Space) -> dict[str, Any]:
+    """{"name": ..., "blocks": [[block, size], ...]}: block:0..size-1 runs, [label, null] for other labels."""
     out: list[list[Any]] = []
     for label in space.labels:
         block, _, k = label.partition(":")
@@ -42,12 +42,14 @@ def space_to_json(space: Space) -> list[list[Any]]:
             out.append([block, 1])
         else:
             out.append([label, None])
-    return out
+    return {"name": space.name, "blocks": out}
 
 
-def space_from_json(name: str, runs: Any) -> Space:
+def space_from_json(key: str, spec: Any) -> Space:
+    runs = spec.get("blocks") if isinstance(spec, dict) else None
+    name = spec.get("name", key) if isinstance(spec, dict) else key
     if not isinstance(runs, list) or not all(isinstance(r, list) and len(r) == 2 for r in runs):
-        raise FormatError(f"config space {name!r} must be a list of [block, size] pairs")
+        raise FormatError(f"config space {key!r} must be {{\"name\": ..., \"blocks\": [[block, size], ...]}}")
     labels: list[str] = []
     for block, size in runs:
         if size is None:
@@ -55,11 +57,11 @@ def space_from_json(name: str, runs: Any) -> Space:
         elif isinstance(size, int) and size >= 1:
             labels.extend(f"{block}:{k}" for k in range(size))
         else:
-            raise FormatError(f"config space {name!r}: block {block!r} has invalid size {size!r}")
+            raise FormatError(f"config space {key!r}: block {block!r} has invalid size {size!r}")
     try:
-        return Space(name, tuple(labels))
+        return Space(str(name), tuple(labels))
     except ValueError as e:
-        raise FormatError(f"config space {name!r}: {e}") from None
+        raise FormatError(f"config space {key!r}: {e}") from None
 
 
 # ---------------------------------------------------------------- fingerprint

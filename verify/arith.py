@@ -24,12 +24,15 @@ class Ops(Protocol):
     def concat(self, parts: Sequence[Any], axis: int) -> Any: ...
     def stack(self, parts: Sequence[Any], axis: int) -> Any: ...
     def linear(self, x: Any, W: Weight) -> Any: ...
+    def linears(self, x: Any, Ws: Sequence[Weight]) -> list[Any]: ...
     def affine(self, x: Any, W: Weight, b: Any) -> Any: ...
     def relu(self, x: Any) -> Any: ...
     def scores(self, q: Any, k: Any, scale: float) -> Any: ...
     def softmax(self, scores: Any, visible: np.ndarray) -> Any: ...
     def mix(self, A: Any, v: Any) -> Any: ...
     def layernorm(self, x: Any, ln: LayerNorm) -> Any: ...
+    def extend(self, store: Any, new: Any) -> Any: ...
+    def view(self, store: Any) -> Any: ...
 
 
 def _batch_align(parts: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -41,11 +44,24 @@ def _batch_align(parts: Sequence[np.ndarray]) -> list[np.ndarray]:
     return [p if p.ndim == 3 else np.broadcast_to(p, (B,) + p.shape) for p in parts]
 
 
+class _Grow:
+    """A key/value cache buffer with spare room along the position axis (amortised appends)."""
+
+    __slots__ = ("data", "n")
+
+    def __init__(self, data: np.ndarray, n: int) -> None:
+        self.data, self.n = data, n
+
+    def view(self) -> np.ndarray:
+        return self.data[:, : self.n]
+
+
 class NumpyOps:
     """Floating-point arithmetic in one numpy dtype; weights may be dense or CSR."""
 
     def __init__(self, dtype: Any = np.float64) -> None:
         self.dtype = np.dtype(dtype)
+        self._stacked: dict[tuple[int, ...], tuple[tuple[Weight, ...], Weight]] = {}
 
     def _w(self, W: Weight) -> np.ndarray | sp.csr_array:
         return W if W.dtype == self.dtype else W.astype(self.dtype)
@@ -80,6 +96,22 @@ class NumpyOps:
             return np.asarray(W @ flat.T).T.reshape(x.shape[:-1] + (W.shape[0],))
         return x @ W.T
 
+    def linears(self, x: np.ndarray, Ws: Sequence[Weight]) -> list[np.ndarray]:
+        """[x @ W.T for W in Ws] as one product with the stacked matrix (cached per tuple of weights)."""
+        if len(Ws) == 1:
+            return [self.linear(x, Ws[0])]
+        key = tuple(id(W) for W in Ws)
+        hit = self._stacked.get(key)
+        if hit is None:
+            if any(sp.issparse(W) for W in Ws):
+                stacked = sp.vstack([sp.csr_array(self._w(W)) for W in Ws], format="csr")
+            else:
+                stacked = np.vstack([self._w(W) for W in Ws])
+            hit = self._stacked[key] = (tuple(Ws), stacked)  # keeps the weights alive: ids stay unique
+        y = self.linear(x, hit[1])
+        cuts = np.cumsum([W.shape[0] for W in Ws])[:-1]
+        return np.split(y, cuts, axis=-1)
+
     def affine(self, x: np.ndarray, W: Weight, b: np.ndarray) -> np.ndarray:
         return self.linear(x, W) + self._w(b)
 
@@ -100,6 +132,22 @@ class NumpyOps:
 
     def mix(self, A: np.ndarray, v: np.ndarray) -> np.ndarray:
         return A @ v
+
+    def extend(self, store: Any, new: np.ndarray) -> _Grow:
+        """Append positions (axis 1) to a cache; the same values as concat([old, new], axis=1)."""
+        if isinstance(store, _Grow) and store.n + new.shape[1] <= store.data.shape[1] \
+                and new.shape[0] == store.data.shape[0]:
+            store.data[:, store.n: store.n + new.shape[1]] = new
+            store.n += new.shape[1]
+            return store
+        parts = _batch_align([np.asarray(p, dtype=self.dtype) for p in ([] if store is None else [self.view(store)]) + [new]])
+        n = sum(p.shape[1] for p in parts)
+        data = np.empty((parts[-1].shape[0], max(2 * n, 16)) + parts[-1].shape[2:], dtype=self.dtype)
+        np.concatenate(parts, axis=1, out=data[:, :n])
+        return _Grow(data, n)
+
+    def view(self, store: Any) -> np.ndarray:
+        return store.view() if isinstance(store, _Grow) else store
 
     def layernorm(self, x: np.ndarray, ln: LayerNorm) -> np.ndarray:
         x = np.asarray(x, dtype=self.dtype)

@@ -20,6 +20,7 @@ import numpy as np
 from constructions.model import Model
 from verify.arith import NumpyOps, cast_model
 from verify.forward import forward
+from verify.parallel import default_workers, ordered_map
 from verify.verdict import Coverage, Record, Verdict
 
 EXHAUSTIVE_LIMIT = 1 << 20  # input sets up to this size are checked exhaustively
@@ -58,14 +59,14 @@ def decode_margins(logits: np.ndarray, expected: np.ndarray) -> np.ndarray:
     return target - others.max(axis=-1)
 
 
-def batch_size_for(model: Model, positions: int) -> int:
-    """Sequences per batch so that one layer's activations stay within BATCH_FLOATS."""
+def batch_size_for(model: Model, positions: int, workers: int = 1) -> int:
+    """Sequences per batch so that the activations of all batches in flight stay within BATCH_FLOATS."""
     per_seq = 0
     for layer in model.layers:
         width = layer.d_in + layer.attn_out.dim + sum(s.dim for s in layer.hidden) + layer.out.dim
         width += sum(2 * h.d_k + h.d_v for h in layer.heads)
         per_seq = max(per_seq, positions * width + 2 * len(layer.heads) * positions * positions)
-    return max(1, BATCH_FLOATS // max(per_seq, 1))
+    return max(1, BATCH_FLOATS // (max(per_seq, 1) * workers))
 
 
 @dataclass
@@ -101,19 +102,25 @@ def check_decoding(
     weights_sha256: str | None = None,
     exhaustive_limit: int = EXHAUSTIVE_LIMIT,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> Record:
     """Evaluate every (or K sampled) input(s); the verdict is CHECKED, SAMPLED, FALSIFIED or ERROR."""
     t0 = time.perf_counter()
     ops = NumpyOps(dtype)
     m = cast_model(model, ops.dtype)
     exhaustive = problem.total <= exhaustive_limit
-    bs = batch_size_for(m, problem.positions_per_input)
+    workers = workers or default_workers()
+    bs = batch_size_for(m, problem.positions_per_input, workers)
     goal = problem.total if exhaustive else problem.sample_count(samples)
     batches = problem.exhaustive(bs) if exhaustive else problem.sampled(samples, seed, bs)
     tally = _Tally()
-    for batch in batches:
+
+    def margins_of(batch: Batch) -> np.ndarray:
         logits = forward(m, batch.tokens, batch.soft, ops=ops, outputs_at=batch.positions).logits
-        tally.add(batch, decode_margins(logits, batch.expected))
+        return decode_margins(logits, batch.expected)
+
+    for batch, margins in ordered_map(margins_of, batches, workers):
+        tally.add(batch, margins)
         if progress is not None:
             progress(tally.seen, goal)
 

@@ -50,7 +50,11 @@ class Prefix:
 
 @dataclass
 class LayerCache:
-    """Per-head keys and values of the positions already processed (prefix first)."""
+    """Per-head keys and values of the positions already processed (prefix first).
+
+    Entries are stores managed by the arithmetic (`ops.extend` appends,
+    `ops.view` reads); for floats they are buffers with room to grow.
+    """
 
     keys: list[Any] = field(default_factory=list)
     values: list[Any] = field(default_factory=list)
@@ -108,22 +112,21 @@ def run_layer(
     h_q = h_in if rows is None else h_in[:, rows]
     total = None
     weights = []
+    qs = ops.linears(h_q, [h.W_Q for h in layer.heads])
+    kvs = ops.linears(h_in, [W for h in layer.heads for W in (h.W_K, h.W_V)])
     for hi, head in enumerate(layer.heads):
-        q = ops.linear(h_q, head.W_Q)
-        k_new = ops.linear(h_in, head.W_K)
-        v_new = ops.linear(h_in, head.W_V)
+        q, k_new, v_new = qs[hi], kvs[2 * hi], kvs[2 * hi + 1]
         if len(cache.keys) <= hi:
-            cache.keys.append(k_new)
-            cache.values.append(v_new)
-        else:
-            cache.keys[hi] = ops.concat([cache.keys[hi], k_new], axis=1)
-            cache.values[hi] = ops.concat([cache.values[hi], v_new], axis=1)
-        scores = ops.scores(q, cache.keys[hi], head.scale)
+            cache.keys.append(None)
+            cache.values.append(None)
+        cache.keys[hi] = ops.extend(cache.keys[hi], k_new)
+        cache.values[hi] = ops.extend(cache.values[hi], v_new)
+        scores = ops.scores(q, ops.view(cache.keys[hi]), head.scale)
         visible = _visible(cache.n_prefix, start, n_new, layer.causal, key_mask)
         if rows is not None:
             visible = visible[:, rows]
         A = ops.softmax(scores, visible)
-        out = ops.linear(ops.mix(A, cache.values[hi]), head.W_O)
+        out = ops.linear(ops.mix(A, ops.view(cache.values[hi])), head.W_O)
         total = out if total is None else ops.add(total, out)
         weights.append(A)
     cache.n_content = start + n_new

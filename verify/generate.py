@@ -23,6 +23,7 @@ import numpy as np
 from constructions.model import Model
 from verify.arith import NumpyOps, Ops
 from verify.forward import Prefix, embed, new_caches, run_layers
+from verify.parallel import default_workers, ordered_map
 
 
 class GenerationError(ValueError):
@@ -85,3 +86,27 @@ def generate(
             x = embed(model, choice[:, None], None, pos, ops)
             logits = run_layers(model, x, caches, ops)[:, -1]
     return Generation(np.stack(tokens, axis=1), np.stack(margins, axis=1))
+
+
+def generate_many(
+    model: Model,
+    soft: np.ndarray,
+    prompt: np.ndarray | None = None,
+    steps: int | None = None,
+    *,
+    chunk: int | None = None,
+    workers: int | None = None,
+    dtype: Any = np.float64,
+) -> Generation:
+    """`generate` over a large batch, in chunks (default: split evenly, at most 4096) on `workers` threads."""
+    B = soft.shape[0] if soft is not None else prompt.shape[0]
+    workers = workers or default_workers()
+    chunk = chunk or max(1, min(4096, -(-B // workers)))
+
+    def one(lo: int) -> Generation:
+        sl = slice(lo, lo + chunk)
+        return generate(model, soft=None if soft is None else soft[sl],
+                        prompt=None if prompt is None else prompt[sl], steps=steps, ops=NumpyOps(dtype))
+
+    parts = [g for _, g in ordered_map(one, range(0, B, chunk), workers)]
+    return Generation(np.concatenate([g.tokens for g in parts]), np.concatenate([g.margins for g in parts]))

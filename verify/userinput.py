@@ -103,9 +103,10 @@ def parse_map_file(path: str, alphabet: str | None, V: int) -> list[int]:
         raise InputError(f"map file {path} must hold a JSON object {{input: output}} or a list of {V} tokens")
     pairs = []
     for k, v in data.items():
-        if isinstance(v, int) and not isinstance(v, bool):
+        if isinstance(v, int) and not isinstance(v, bool) and alphabet != PRINTABLE_ASCII:
             v = str(v)
         if not isinstance(v, str):
-            raise InputError(f"map file {path}: the value for {k!r} must be a string or an integer")
+            want = "a one-character string" if alphabet == PRINTABLE_ASCII else "a token id"
+            raise InputError(f"map file {path}: the value for {k!r} must be {want}, got {v!r}")
         pairs.append((_one_token(k, alphabet, V, f"map file key {k!r}"), _one_token(v, alphabet, V, f"map file value {v!r}")))
     return _apply_pairs(list(range(V)), pairs, f"map file {path}")

@@ -1,0 +1,45 @@
+"""Random model descriptions for property tests (not a construction)."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from constructions.basis import Space
+from constructions.model import Dense, Head, Layer, LayerNorm, Model, Vocab
+
+
+def random_model(
+    rng: np.random.Generator,
+    *,
+    V: int = 7,
+    d: int = 6,
+    n_ctx: int = 8,
+    heads: int = 2,
+    layers: int = 2,
+    d_k: int = 3,
+    d_v: int = 3,
+    weight_scale: float = 1.0,
+    causal: bool = True,
+    residual: bool = False,
+    layernorm: bool = False,
+    sparse: bool = False,
+) -> Model:
+    """A random transformer in the project's semantics; the last MLP writes V logits."""
+
+    def w(*shape: int):
+        a = rng.normal(scale=weight_scale / np.sqrt(shape[-1]), size=shape)
+        return sp.csr_array(a) if sparse and len(shape) == 2 else a
+
+    stream = Space.anonymous("stream", d)
+    built = []
+    for l in range(layers):
+        last = l == layers - 1
+        out = Space.anonymous("logits", V) if last else stream
+        hidden = Space.anonymous(f"h{l}", 5)
+        hs = tuple(Head(f"h{h}", w(d_k, d), w(d_k, d), w(d_v, d), w(d, d_v), float(rng.uniform(0.5, 2.0)))
+                   for h in range(heads))
+        mlp = (Dense(w(5, d), rng.normal(size=5)), Dense(w(out.dim, 5), rng.normal(size=out.dim)))
+        ln = LayerNorm(rng.uniform(0.5, 1.5, d), rng.normal(scale=0.1, size=d)) if layernorm else None
+        built.append(Layer(hs, mlp, stream, (hidden,), out, causal=causal, attn_residual=residual,
+                           mlp_residual=residual and not last, ln=ln))
+    return Model(Vocab(V), stream, w(V, d), w(n_ctx, d), tuple(built))

@@ -1,0 +1,164 @@
+"""The command line: verify, build, generate, and one-line errors with exit status 2 for bad input."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from verify.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_verify_defaults_both_theorems(capsys, tmp_path):
+    report = tmp_path / "r.json"
+    code, out, err = run(capsys, "verify", "--samples", "30", "--json", str(report))
+    assert code == 0
+    assert "theorem1  decode" in out and "theorem2  decode" in out
+    assert "30 of 95^20 (log10 39.55)" in out
+    doc = json.loads(report.read_text())
+    assert doc["exit_status"] == 0
+    claims = {c["claim"]: c for c in doc["claims"]}
+    assert claims["theorem1"]["params"] == {"V": 95, "N": 20}
+    ob = claims["theorem1"]["obligations"][0]
+    assert ob["verdict"] == "SAMPLED" and ob["seed"] == 0 and len(ob["weights_sha256"] or "x" * 64) == 64
+    assert ob["min_margin"] > 0
+
+
+def test_verify_exhaustive_small_vocab(capsys):
+    code, out, _ = run(capsys, "verify", "theorem1", "--vocab", "3", "--length", "4")
+    assert code == 0 and "CHECKED" in out and "all 81" in out
+
+
+def test_verify_float32(capsys):
+    code, out, _ = run(capsys, "verify", "theorem1", "--samples", "20", "--dtype", "float32")
+    assert code == 0 and "numpy float32" in out
+
+
+def test_build_and_generate_text_with_tilde_and_space(capsys, tmp_path):
+    d = tmp_path / "t1"
+    target = "~ Hello, prefix ~ tuning! ~"
+    code, out, _ = run(capsys, "build", "theorem1", "--target", target, "--out", str(d))
+    assert code == 0 and "generation reproduces it" in out
+    code, out, _ = run(capsys, "generate", str(d))
+    assert code == 0 and out == target + "\n"
+
+
+def test_build_pads_a_short_target(capsys, tmp_path):
+    d = tmp_path / "t"
+    code, _, err = run(capsys, "build", "theorem1", "--target", "ab", "--length", "4", "--out", str(d))
+    assert code == 0 and "padded with 2" in err
+    assert run(capsys, "generate", str(d))[1] == "ab  \n"
+
+
+def test_build_and_generate_integer_tokens(capsys, tmp_path):
+    d = tmp_path / "t"
+    assert run(capsys, "build", "theorem1", "--tokens", "6,0,6,2", "--vocab", "7", "--out", str(d))[0] == 0
+    assert run(capsys, "generate", str(d))[1] == "6,0,6,2\n"
+
+
+def test_build_and_generate_map(capsys, tmp_path):
+    d = tmp_path / "t2"
+    assert run(capsys, "build", "theorem2", "--map", "ab ~->~ ba", "--out", str(d))[0] == 0
+    code, out, _ = run(capsys, "generate", str(d), "--input", "ab ~xyz")
+    assert code == 0 and out == "~ ba" + "xyz\n"
+
+
+def test_map_file(capsys, tmp_path):
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps({"a": "~", "~": " ", " ": "a"}))
+    d = tmp_path / "t2"
+    assert run(capsys, "build", "theorem2", "--map-file", str(f), "--out", str(d))[0] == 0
+    assert run(capsys, "generate", str(d), "--input", "a~ q")[1] == "~ aq\n"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["verify", "--vocab", "1"], "V (vocabulary size) must be an integer >= 2"),
+    (["verify", "--length", "0"], "must be >= 1"),
+    (["verify", "theorem9"], "unknown claim 'theorem9'"),
+    (["verify", "--samples", "x"], "not an integer"),
+    (["build", "theorem1", "--target", "café", "--out", "OUT"], "'é' (U+00E9) at index 3 is not printable ASCII"),
+    (["build", "theorem1", "--target", "abcdef", "--length", "3", "--out", "OUT"], "target has 6 tokens but --length is 3"),
+    (["build", "theorem1", "--tokens", "1,9", "--vocab", "5", "--out", "OUT"], "token 9 is outside the vocabulary 0..4"),
+    (["build", "theorem1", "--tokens", "1,x", "--vocab", "5", "--out", "OUT"], "token 'x' is not an integer"),
+    (["build", "theorem2", "--map", "abc->xy", "--out", "OUT"], "is not a map spec"),
+    (["build", "theorem2", "--map", "aa->xy", "--out", "OUT"], "is mapped twice"),
+    (["build", "theorem2", "--map", "shift:x", "--out", "OUT"], "is not a map spec"),
+    (["build", "theorem2", "--map", "0,1->1", "--vocab", "4", "--out", "OUT"], "2 source tokens but 1 target"),
+    (["build", "theorem2", "--map-file", "MISSING.json", "--out", "OUT"], "does not exist"),
+    (["generate", "NOWHERE"], "does not exist"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_usage_is_one_line_exit_2(capsys, tmp_path, argv, message):
+    argv = [a.replace("OUT", str(tmp_path / "o")).replace("MISSING", str(tmp_path / "m"))
+            .replace("NOWHERE", str(tmp_path / "n")) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("content", ['{"ab": "c"}', '{"a": 5}', '[1, 2]', '"x"', '{"a": "b", "a": "c"}', "{bad"])
+def test_malformed_map_files(capsys, tmp_path, content):
+    f = tmp_path / "m.json"
+    f.write_text(content)
+    code, _, err = run(capsys, "build", "theorem2", "--map-file", str(f), "--out", str(tmp_path / "o"))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("prefixproof: error: ")
+
+
+@pytest.fixture
+def weights(capsys, tmp_path):
+    d = tmp_path / "w"
+    assert run(capsys, "build", "theorem1", "--target", "hello", "--out", str(d))[0] == 0
+    return d
+
+
+def _break(d, kind):
+    if kind == "truncated":
+        raw = (d / "model.safetensors").read_bytes()
+        (d / "model.safetensors").write_bytes(raw[:100])
+    elif kind == "missing":
+        (d / "config.json").unlink()
+    elif kind in ("shape", "nan"):
+        t = load_file(str(d / "model.safetensors"))
+        if kind == "shape":
+            t["pos"] = np.zeros((2, 2))
+        else:
+            t["pos"] = np.full_like(t["pos"], np.nan)
+        save_file(t, str(d / "model.safetensors"))
+    elif kind == "mismatch":
+        cfg = json.loads((d / "config.json").read_text())
+        cfg["layers"][0]["heads"][1]["scale"] = 3.0
+        (d / "config.json").write_text(json.dumps(cfg))
+    elif kind == "prompt-nan":
+        save_file({"virtual_tokens": np.full((1, 11), np.nan)}, str(d / "prompt.safetensors"))
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("truncated", "truncated or corrupt"), ("missing", "config.json is missing"), ("shape", "tensor 'pos' has shape"),
+    ("nan", "NaN or infinity"), ("mismatch", "do not belong together"), ("prompt-nan", "finite"),
+])
+def test_broken_weights_directories(capsys, weights, kind, message):
+    _break(weights, kind)
+    code, out, err = run(capsys, "generate", str(weights))
+    assert code == 2 and message in err and err.count("\n") == 1 and out == ""
+
+
+def test_generate_map_without_input_is_usage_error(capsys, tmp_path):
+    d = tmp_path / "t2"
+    run(capsys, "build", "theorem2", "--map", "identity", "--out", str(d))
+    code, _, err = run(capsys, "generate", str(d))
+    assert code == 2 and "give --input" in err
+
+
+def test_console_script_never_prints_a_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "verify.cli", "build", "theorem1", "--target", "\x01",
+                           "--out", str(tmp_path / "x")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("prefixproof: error:") and "Traceback" not in proc.stderr
