@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from constructions.io import weights_sha256 as model_sha256
 from constructions.model import Model
 from verify.arith import NumpyOps, cast_model
 from verify.forward import forward
@@ -108,6 +109,7 @@ def check_decoding(
     t0 = time.perf_counter()
     ops = NumpyOps(dtype)
     m = cast_model(model, ops.dtype)
+    weights_sha256 = weights_sha256 or model_sha256(model)
     exhaustive = problem.total <= exhaustive_limit
     workers = workers or default_workers()
     bs = batch_size_for(m, problem.positions_per_input, workers)
