@@ -2,6 +2,7 @@
 import numpy as np
 
 from constructions.theorem1 import Theorem1
+from theorems.encoding import LookupEncoding
 from theorems.base import Obligation, Param, RunContext, Theorem
 from theorems.theorem1 import Theorem1Inputs
 from verify.checker import check_decoding, decode_margins
@@ -27,14 +28,14 @@ class DisagreeingInputs(Theorem1Inputs):
 
 def test_unconfirmed_counterexample_is_error_not_falsified():
     c = Theorem1(95, 10)
-    rec = check_decoding(c.model(scale=5.0), DisagreeingInputs(c), claim="theorem1", params={}, samples=20, seed=0)
+    rec = check_decoding(c.model(scale=5.0), DisagreeingInputs(LookupEncoding.of(c.model(), "target")), claim="theorem1", params={}, samples=20, seed=0)
     assert rec.verdict is Verdict.ERROR
     assert "disagrees" in rec.reason
     assert not rec.verdict.passed
 
 
 def _theorem(run):
-    return Theorem("t", "t", "p", "c", "p", (Param("V", "v", 2, 3),), (Obligation("o", "s", "numeric", "m", run),))
+    return Theorem("t", "t", "p", "c", "p", (Param("V", "v", 2, 3),), (Obligation("o", "s", ("certify",), "m", run),))
 
 
 def test_exception_inside_an_evaluator_is_error():

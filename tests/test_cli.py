@@ -21,23 +21,35 @@ def test_verify_defaults_both_theorems(capsys, tmp_path):
     code, out, err = run(capsys, "verify", "--samples", "30", "--json", str(report))
     assert code == 0
     assert "theorem1  decode" in out and "theorem2  decode" in out
-    assert "30 of 95^20 (log10 39.55)" in out
+    assert "all 95^20 (log10 39.55)" in out
     doc = json.loads(report.read_text())
     assert doc["exit_status"] == 0
     claims = {c["claim"]: c for c in doc["claims"]}
     assert claims["theorem1"]["params"] == {"V": 95, "N": 20}
-    ob = claims["theorem1"]["obligations"][0]
-    assert ob["verdict"] == "SAMPLED" and ob["seed"] == 0 and len(ob["weights_sha256"] or "x" * 64) == 64
-    assert ob["min_margin"] > 0
+    obs = {o["obligation"]: o for o in claims["theorem1"]["obligations"]}
+    assert set(obs) == {"decode-lemma", "leakage-bound", "hardmax-lookup", "decode"}
+    dec = obs["decode"]
+    assert dec["coverage"]["exhaustive"] and len(dec["weights_sha256"]) == 64
+    # the certified lower bound is positive and no numeric execution fell below it
+    assert 0 < dec["min_margin"] <= dec["details"]["numeric_cross_check"]["min_margin"]
+    assert dec["details"]["arb_cross_check"]["disagreements"] == []
+    assert all(s["checked"] for s in obs["decode-lemma"]["details"]["steps"])
+
+
+def test_verify_numeric_level_samples(capsys):
+    code, out, _ = run(capsys, "verify", "theorem1", "--level", "numeric", "--samples", "30")
+    assert code == 0 and "30 of 95^20 (log10 39.55)" in out and "SAMPLED" in out
 
 
 def test_verify_exhaustive_small_vocab(capsys):
-    code, out, _ = run(capsys, "verify", "theorem1", "--vocab", "3", "--length", "4")
+    code, out, _ = run(capsys, "verify", "theorem1", "--vocab", "3", "--length", "4", "--level", "numeric")
     assert code == 0 and "CHECKED" in out and "all 81" in out
 
 
 def test_verify_float32(capsys):
     code, out, _ = run(capsys, "verify", "theorem1", "--samples", "20", "--dtype", "float32")
+    assert code == 0 and "float32 execution" in out and "CERTIFIED" in out
+    code, out, _ = run(capsys, "verify", "theorem1", "--samples", "20", "--dtype", "float32", "--level", "numeric")
     assert code == 0 and "numpy float32" in out
 
 

@@ -8,6 +8,7 @@ from hypothesis import example, given, strategies as st
 from constructions.model import materialize
 from constructions.scales import SCALE_GRID, leak, lookup_margin_bound, lookup_scale
 from constructions.theorem1 import Theorem1
+from theorems.encoding import LookupEncoding
 from theorems.base import RunContext
 from theorems.theorem1 import THEOREM, Theorem1Inputs
 from verify.checker import check_decoding, decode_margins
@@ -68,7 +69,7 @@ def test_generation_reproduces_targets_with_tilde_and_space():
 @pytest.mark.parametrize("V,N,samples", [(95, 1024, 3), (32000, 64, 6)])
 def test_large_sizes(V, N, samples):
     c = Theorem1(V, N)
-    rec = check_decoding(c.model(), Theorem1Inputs(c), claim="theorem1", params={"V": V, "N": N},
+    rec = check_decoding(c.model(), Theorem1Inputs(LookupEncoding.of(c.model(), "target")), claim="theorem1", params={"V": V, "N": N},
                          samples=samples, seed=0)
     assert rec.verdict is Verdict.SAMPLED
     assert rec.min_margin >= c.margin_bound - margin_tolerance(np.float64, N)
@@ -76,8 +77,8 @@ def test_large_sizes(V, N, samples):
 
 
 def test_exhaustive_small_instance_is_checked():
-    ctx = RunContext(params={"V": 3, "N": 5}, samples=10, seed=0)
-    rec = THEOREM.obligations[0].run(ctx)
+    ctx = RunContext(params={"V": 3, "N": 5}, samples=10, seed=0, levels=frozenset({"numeric"}))
+    rec = next(ob for ob in THEOREM.obligations if ob.id == "decode").run(ctx)
     assert rec.verdict is Verdict.CHECKED
     assert rec.coverage.covered == rec.coverage.total == 3**5
     assert rec.min_margin == pytest.approx(lookup_margin_bound(3, 4, lookup_scale(3, 4)), abs=1e-12)
@@ -89,7 +90,7 @@ def test_negative_control_lowered_scale_is_falsified():
     c = Theorem1(V, N)
     low = 6.0  # leak(19, 6) ~ 0.045 > 1/(2(2V-1)) ~ 0.0026: the top payload decodes one step low
     assert lookup_margin_bound(V, N - 1, low) < 0
-    rec = check_decoding(c.model(scale=low), Theorem1Inputs(c), claim="theorem1", params={"V": V, "N": N},
+    rec = check_decoding(c.model(scale=low), Theorem1Inputs(LookupEncoding.of(c.model(), "target")), claim="theorem1", params={"V": V, "N": N},
                          samples=50, seed=0)
     assert rec.verdict is Verdict.FALSIFIED
     assert rec.counterexample["confirmation"]["fails"] is True

@@ -5,6 +5,7 @@ from hypothesis import given, strategies as st
 
 from constructions.model import materialize
 from constructions.theorem2 import Theorem2
+from theorems.encoding import LookupEncoding
 from theorems.theorem2 import Theorem2Inputs
 from verify.checker import check_decoding, decode_margins
 from verify.forward import forward
@@ -29,7 +30,7 @@ def test_any_map_answers_every_input(V, data):
 @pytest.mark.parametrize("V,maps", [(95, 40), (4096, 2)])
 def test_sampled_maps_exhaustive_over_inputs(V, maps):
     c = Theorem2(V)
-    rec = check_decoding(c.model(), Theorem2Inputs(c), claim="theorem2", params={"V": V}, samples=maps, seed=1)
+    rec = check_decoding(c.model(), Theorem2Inputs(LookupEncoding.of(c.model(), "map")), claim="theorem2", params={"V": V}, samples=maps, seed=1)
     assert rec.verdict is Verdict.SAMPLED
     assert rec.coverage.covered == maps * V
     assert rec.min_margin >= c.margin_bound - margin_tolerance(np.float64, 2)
@@ -37,7 +38,7 @@ def test_sampled_maps_exhaustive_over_inputs(V, maps):
 
 def test_tiny_vocabulary_is_checked_exhaustively():
     c = Theorem2(3)
-    rec = check_decoding(c.model(), Theorem2Inputs(c), claim="theorem2", params={"V": 3}, samples=1, seed=0)
+    rec = check_decoding(c.model(), Theorem2Inputs(LookupEncoding.of(c.model(), "map")), claim="theorem2", params={"V": 3}, samples=1, seed=0)
     assert rec.verdict is Verdict.CHECKED
     assert rec.coverage.covered == rec.coverage.total == 3**3 * 3
 
@@ -53,7 +54,7 @@ def test_generation_answers_the_map():
 
 def test_negative_control_lowered_scale_is_falsified():
     c = Theorem2(95)
-    rec = check_decoding(c.model(scale=2.0), Theorem2Inputs(c), claim="theorem2", params={"V": 95},
+    rec = check_decoding(c.model(scale=2.0), Theorem2Inputs(LookupEncoding.of(c.model(), "map")), claim="theorem2", params={"V": 95},
                          samples=5, seed=0)
     assert rec.verdict is Verdict.FALSIFIED
     assert rec.counterexample["confirmation"]["fails"] is True

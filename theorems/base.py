@@ -37,6 +37,8 @@ class RunContext:
     samples: int
     seed: int
     dtype: str = "float64"
+    levels: frozenset[str] = frozenset({"symbolic", "certify"})
+    min_margin: float = 0.0  # demanded decode margin (the sanity mode raises it)
     alphabet: str | None = None
     model: Model | None = None  # user weights to check instead of the construction
     weights_sha256: str | None = None
@@ -47,13 +49,19 @@ class RunContext:
         return None if self.progress is None else self.progress(label)
 
 
+LEVELS = ("symbolic", "certify", "numeric")
+
+
 @dataclass(frozen=True)
 class Obligation:
+    """One statement to establish; `levels` are the kinds of method that can discharge it."""
+
     id: str
     statement: str
-    level: str  # "symbolic" | "certify" | "numeric"
-    method: str  # the verify/ function that discharges it
+    levels: tuple[str, ...]  # subset of LEVELS
+    method: str  # the verify/ function(s) that discharge it
     run: Callable[[RunContext], Record]
+    applies_to_weights: bool = True  # False: a statement about the construction itself, not about given weights
 
 
 @dataclass(frozen=True)

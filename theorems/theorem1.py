@@ -9,8 +9,13 @@ from constructions.alphabet import render
 from constructions.model import Model
 from constructions.theorem1 import Theorem1
 from theorems.base import Obligation, Param, RunContext, Theorem
+from theorems.decode import LookupSpec, run_decode
+from theorems.encoding import LookupEncoding
+from theorems.symbolic_obligations import (embedding_hull, payload_forms, run_decode_lemma, run_hardmax,
+                                           run_leakage)
 from verify.arith import NumpyOps
-from verify.checker import Batch, check_decoding
+from verify.checker import Batch
+from verify.claims import theorem1_rows
 from verify.generate import generate
 from verify.verdict import Record
 
@@ -18,17 +23,18 @@ from verify.verdict import Record
 class Theorem1Inputs:
     """The input set [V]^N of target sequences, for the numeric checker."""
 
-    def __init__(self, c: Theorem1) -> None:
-        self.c = c
-        self.total = c.V ** c.N
-        self.form = f"{c.V}^{c.N}"
-        self.positions_per_input = c.N
+    def __init__(self, enc: LookupEncoding) -> None:
+        self.enc = enc
+        self.V, self.N = enc.V, enc.K
+        self.total = self.V ** self.N
+        self.form = f"{self.V}^{self.N}"
+        self.positions_per_input = self.N
 
     def _batch(self, Y: np.ndarray) -> Batch:
-        return Batch(self.c.encode_batch(Y), Y[:, :-1], Y, np.arange(self.c.N), list(Y))
+        return Batch(self.enc.encode_batch(Y), Y[:, :-1], Y, np.arange(self.N), list(Y))
 
     def exhaustive(self, batch_size: int) -> Iterator[Batch]:
-        V, N = self.c.V, self.c.N
+        V, N = self.V, self.N
         powers = V ** np.arange(N - 1, -1, -1, dtype=np.int64)
         for lo in range(0, self.total, batch_size):
             idx = np.arange(lo, min(lo + batch_size, self.total), dtype=np.int64)
@@ -36,7 +42,7 @@ class Theorem1Inputs:
 
     def extremes(self) -> np.ndarray:
         """Targets that stress the construction: the largest payload everywhere, zero, alternation."""
-        V, N = self.c.V, self.c.N
+        V, N = self.V, self.N
         k = np.arange(N)
         return np.stack([np.full(N, V - 1), np.zeros(N, dtype=np.int64), (k % 2) * (V - 1), k % V])
 
@@ -57,22 +63,32 @@ class Theorem1Inputs:
                 rows.append(fixed[done:done + n])
             need = n - sum(len(r) for r in rows)
             if need:
-                rows.append(rng.integers(0, self.c.V, size=(need, self.c.N)))
+                rows.append(rng.integers(0, self.V, size=(need, self.N)))
             yield self._batch(np.concatenate(rows).astype(np.int64))
             done += n
 
     def describe(self, item: Any) -> dict[str, Any]:
-        return {"target": render(item, self.c.alphabet), "target_tokens": [int(t) for t in item]}
+        return {"target": render(item, self.enc.alphabet), "target_tokens": [int(t) for t in item]}
+
+    def box_inputs(self, row: int, y: int, rng: np.random.Generator, count: int) -> np.ndarray:
+        """Concrete targets in box (row, y): Y_row = y, the other coordinates extreme or random."""
+        base = np.concatenate([self.extremes(), rng.integers(0, self.V, size=(max(count - 4, 0), self.N))])[:count]
+        base[:, row] = y
+        return base
+
+    def batch_of(self, items: Any) -> Batch:
+        return self._batch(np.asarray(items, dtype=np.int64))
 
     def confirm(self, model: Model, ops: NumpyOps, item: Any) -> dict[str, Any]:
         Y = np.asarray(item)
-        gen = generate(model, soft=self.c.encode_batch(Y[None]), ops=ops)
+        gen = generate(model, soft=self.enc.encode_batch(Y[None]), ops=ops)
         out, margins = gen.tokens[0], gen.margins[0]
         wrong = np.flatnonzero((out != Y) | ~(margins > 0))
         return {
             "method": "incremental greedy generation (key/value cache)",
-            "generated": render(out, self.c.alphabet),
+            "generated": render(out, self.enc.alphabet),
             "first_wrong_position": int(wrong[0]) if wrong.size else None,
+            "min_margin": float(margins.min()),
             "fails": bool(wrong.size),
         }
 
@@ -81,13 +97,28 @@ def construction(ctx: RunContext) -> Theorem1:
     return Theorem1(ctx.params["V"], ctx.params["N"], ctx.alphabet)
 
 
-def run_decode(ctx: RunContext) -> Record:
+SPEC = LookupSpec(
+    claim="theorem1",
+    block="target",
+    rows=lambda payload, enc, dtype: theorem1_rows(payload, enc.V, enc.K, dtype),
+    inputs=Theorem1Inputs,
+    construction=lambda ctx: construction(ctx).model(),
+)
+
+
+def run_hardmax_lookup(ctx: RunContext) -> Record:
     c = construction(ctx)
-    model = ctx.model if ctx.model is not None else c.model()
-    return check_decoding(
-        model, Theorem1Inputs(c), claim=THEOREM.id, params=dict(ctx.params), samples=ctx.samples,
-        seed=ctx.seed, dtype=ctx.dtype, weights_sha256=ctx.weights_sha256, progress=ctx.reporter("theorem1"),
-    )
+    model = c.model()
+    V, N = c.V, c.N
+    hull = embedding_hull(model.embed)
+    soft = payload_forms(N, N, model.d_model, np.array(c.stream.block("target")), np.arange(N), V,
+                         lambda r, p: hull)
+    return run_hardmax(THEOREM.id, model, soft, np.arange(N), N - 1, c.scale, ctx)
+
+
+def run_leakage_bound(ctx: RunContext) -> Record:
+    c = construction(ctx)
+    return run_leakage(THEOREM.id, c.V, c.N - 1, c.scale, ctx)
 
 
 THEOREM = Theorem(
@@ -105,13 +136,16 @@ THEOREM = Theorem(
         Param("N", "response length", 1, 20),
     ),
     obligations=(
-        Obligation(
-            id="decode",
-            statement="every target decodes at every position with a positive margin (teacher-forced, "
-                      "equivalent to greedy generation by induction)",
-            level="numeric",
-            method="verify.checker.check_decoding",
-            run=run_decode,
-        ),
+        Obligation("decode-lemma", "nearest-grid decoding picks y with margin (1/V)(1/V - 2|x - y/V|)",
+                   ("symbolic",), "verify.symbolic.decode_lemma", lambda ctx: run_decode_lemma(THEOREM.id, ctx),
+                   applies_to_weights=False),
+        Obligation("leakage-bound", "the derived scale keeps the selected value within 1/(4V) of Y_i/V",
+                   ("symbolic",), "verify.symbolic.leakage_lemma", run_leakage_bound, applies_to_weights=False),
+        Obligation("hardmax-lookup", "in the hardmax limit the logits at position i are the grid logits of Y_i/V",
+                   ("symbolic",), "verify.hardmax.HardmaxOps", run_hardmax_lookup, applies_to_weights=False),
+        Obligation("decode", "every target decodes at every position with a positive margin, at the actual "
+                   "scale, in the executed arithmetic (teacher-forced, equivalent to greedy generation)",
+                   ("certify", "numeric"), "verify.certify.certify_lookup / verify.checker.check_decoding",
+                   lambda ctx: run_decode(SPEC, ctx)),
     ),
 )

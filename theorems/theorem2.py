@@ -9,9 +9,14 @@ from constructions.alphabet import render
 from constructions.model import Model
 from constructions.theorem2 import Theorem2
 from theorems.base import Obligation, Param, RunContext, Theorem
+from theorems.decode import LookupSpec, run_decode
+from theorems.encoding import LookupEncoding
+from theorems.symbolic_obligations import payload_forms, run_decode_lemma, run_hardmax, run_leakage
 from verify.arith import NumpyOps
-from verify.checker import Batch, check_decoding
+from verify.checker import Batch
+from verify.claims import theorem2_rows
 from verify.generate import generate
+from verify.hardmax import exact_dense
 from verify.verdict import Record
 
 
@@ -22,16 +27,16 @@ class Theorem2Inputs:
     sampled run covers K * V inputs.
     """
 
-    def __init__(self, c: Theorem2) -> None:
-        self.c = c
-        V = c.V
+    def __init__(self, enc: LookupEncoding) -> None:
+        self.enc = enc
+        self.V = V = enc.V
         self.total = V ** V * V
         self.form = f"{V}^{V + 1}"
         self.positions_per_input = 2
 
     def _batches(self, maps: Iterator[np.ndarray], batch_size: int) -> Iterator[Batch]:
         """All (map, u) pairs of the given maps, in batches of at most batch_size sequences."""
-        V = self.c.V
+        V = self.V
         pending_maps: list[np.ndarray] = []
         pending_u: list[np.ndarray] = []
         count = 0
@@ -52,25 +57,25 @@ class Theorem2Inputs:
         u = np.concatenate(us).astype(np.int64)
         expected = M[np.arange(len(u)), u][:, None]
         items = [(M[i], int(u[i])) for i in range(len(u))]
-        return Batch(self.c.encode_batch(M), u[:, None], expected, np.array([1]), items)
+        return Batch(self.enc.encode_batch(M), u[:, None], expected, np.array([1]), items)
 
     def exhaustive(self, batch_size: int) -> Iterator[Batch]:
-        V = self.c.V
+        V = self.V
         powers = V ** np.arange(V - 1, -1, -1, dtype=np.int64)
         maps = ((i // powers) % V for i in range(V ** V))
         return self._batches(maps, batch_size)
 
     def extremes(self) -> np.ndarray:
         """Maps that stress the construction: identity, constants, reversal, a shift."""
-        V = self.c.V
+        V = self.V
         k = np.arange(V)
         return np.stack([k, np.full(V, V - 1), V - 1 - k, np.zeros(V, dtype=np.int64), (k + 1) % V])
 
     def sample_count(self, samples: int) -> int:
-        return samples * self.c.V
+        return samples * self.V
 
     def sampling(self, samples: int) -> str:
-        return f"{samples} seeded maps (first {min(samples, 5)} extremal) x all {self.c.V} inputs"
+        return f"{samples} seeded maps (first {min(samples, 5)} extremal) x all {self.V} inputs"
 
     def sampled(self, samples: int, seed: int, batch_size: int) -> Iterator[Batch]:
         rng = np.random.default_rng(seed)
@@ -78,23 +83,33 @@ class Theorem2Inputs:
 
         def maps() -> Iterator[np.ndarray]:
             for i in range(samples):
-                yield fixed[i] if i < len(fixed) else rng.integers(0, self.c.V, size=self.c.V)
+                yield fixed[i] if i < len(fixed) else rng.integers(0, self.V, size=self.V)
 
         return self._batches(maps(), batch_size)
 
     def describe(self, item: Any) -> dict[str, Any]:
         m, u = item
-        a = self.c.alphabet
+        a = self.enc.alphabet
         return {"map": render(m, a), "map_tokens": [int(t) for t in m], "input": render([u], a),
                 "expected": render([m[u]], a)}
 
+    def box_inputs(self, row: int, y: int, rng: np.random.Generator, count: int) -> list:
+        """Concrete (map, input) pairs in box (row u, y): m(u) = y, the other values extreme or random."""
+        maps = np.concatenate([self.extremes(), rng.integers(0, self.V, size=(max(count - 5, 0), self.V))])[:count]
+        maps[:, row] = y
+        return [(m, row) for m in maps]
+
+    def batch_of(self, items: Any) -> Batch:
+        return self._batch([np.asarray(m)[None] for m, _ in items], [np.array([u]) for _, u in items])
+
     def confirm(self, model: Model, ops: NumpyOps, item: Any) -> dict[str, Any]:
         m, u = item
-        gen = generate(model, soft=self.c.encode_batch(np.asarray(m)[None]), prompt=[[u]], steps=1, ops=ops)
+        gen = generate(model, soft=self.enc.encode_batch(np.asarray(m)[None]), prompt=[[u]], steps=1, ops=ops)
         got, margin = int(gen.tokens[0, 0]), float(gen.margins[0, 0])
         return {
             "method": "incremental greedy generation (key/value cache)",
-            "generated": render([got], self.c.alphabet),
+            "generated": render([got], self.enc.alphabet),
+            "min_margin": margin,
             "fails": bool(got != m[u] or not margin > 0),
         }
 
@@ -103,13 +118,28 @@ def construction(ctx: RunContext) -> Theorem2:
     return Theorem2(ctx.params["V"], ctx.alphabet)
 
 
-def run_decode(ctx: RunContext) -> Record:
+SPEC = LookupSpec(
+    claim="theorem2",
+    block="map",
+    rows=lambda payload, enc, dtype: theorem2_rows(payload, enc.V, dtype),
+    inputs=Theorem2Inputs,
+    construction=lambda ctx: construction(ctx).model(),
+)
+
+
+def run_hardmax_lookup(ctx: RunContext) -> Record:
     c = construction(ctx)
-    model = ctx.model if ctx.model is not None else c.model()
-    return check_decoding(
-        model, Theorem2Inputs(c), claim=THEOREM.id, params=dict(ctx.params), samples=ctx.samples,
-        seed=ctx.seed, dtype=ctx.dtype, weights_sha256=ctx.weights_sha256, progress=ctx.reporter("theorem2"),
-    )
+    model = c.model()
+    V = c.V
+    E = exact_dense(model.embed)
+    soft = payload_forms(V, 2, model.d_model, np.array(c.stream.block("map")), np.arange(V), V,
+                         lambda r, p: (E[r], E[r]))
+    return run_hardmax(THEOREM.id, model, soft, np.ones(V, dtype=np.int64), 1, c.scale, ctx)
+
+
+def run_leakage_bound(ctx: RunContext) -> Record:
+    c = construction(ctx)
+    return run_leakage(THEOREM.id, c.V, 1, c.scale, ctx)
 
 
 THEOREM = Theorem(
@@ -124,12 +154,15 @@ THEOREM = Theorem(
     predicate="forall m in [V]^[V], u in [V]: argmax logits(model, [virtual(m/V), u])[1] == m(u), margin > 0",
     params=(Param("V", "vocabulary size", 2, 95),),
     obligations=(
-        Obligation(
-            id="decode",
-            statement="every (map, user token) pair decodes to m(u) with a positive margin",
-            level="numeric",
-            method="verify.checker.check_decoding",
-            run=run_decode,
-        ),
+        Obligation("decode-lemma", "nearest-grid decoding picks y with margin (1/V)(1/V - 2|x - y/V|)",
+                   ("symbolic",), "verify.symbolic.decode_lemma", lambda ctx: run_decode_lemma(THEOREM.id, ctx),
+                   applies_to_weights=False),
+        Obligation("leakage-bound", "the derived scale keeps the selected value within 1/(4V) of m(u)/V",
+                   ("symbolic",), "verify.symbolic.leakage_lemma", run_leakage_bound, applies_to_weights=False),
+        Obligation("hardmax-lookup", "in the hardmax limit the logits at position 1 are the grid logits of m(u)/V",
+                   ("symbolic",), "verify.hardmax.HardmaxOps", run_hardmax_lookup, applies_to_weights=False),
+        Obligation("decode", "every (map, user token) pair decodes to m(u) with a positive margin, at the actual "
+                   "scale, in the executed arithmetic", ("certify", "numeric"),
+                   "verify.certify.certify_lookup / verify.checker.check_decoding", lambda ctx: run_decode(SPEC, ctx)),
     ),
 )

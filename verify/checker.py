@@ -19,7 +19,8 @@ import numpy as np
 
 from constructions.io import weights_sha256 as model_sha256
 from constructions.model import Model
-from verify.arith import NumpyOps, cast_model
+from verify.arith import NumpyOps
+from verify.dtypes import executor
 from verify.forward import forward
 from verify.parallel import default_workers, ordered_map
 from verify.verdict import Coverage, Record, Verdict
@@ -49,6 +50,8 @@ class DecodeProblem(Protocol):
     def sample_count(self, samples: int) -> int: ...
     def sampling(self, samples: int) -> str: ...
     def describe(self, item: Any) -> dict[str, Any]: ...
+    def box_inputs(self, row: int, y: int, rng: np.random.Generator, count: int) -> Any: ...
+    def batch_of(self, items: Any) -> Batch: ...
     def confirm(self, model: Model, ops: NumpyOps, item: Any) -> dict[str, Any]: ...
 
 
@@ -77,9 +80,9 @@ class _Tally:
     min_margin: float = math.inf
     first: tuple[Any, int, float] | None = None  # (item, position, margin)
 
-    def add(self, batch: Batch, margins: np.ndarray) -> None:
+    def add(self, batch: Batch, margins: np.ndarray, min_margin: float = 0.0) -> None:
         self.seen += len(batch.items)
-        bad = ~(margins > 0)
+        bad = ~(margins > 0) | (margins < min_margin)
         if np.isnan(margins).any():
             self.min_margin = math.nan
         elif not math.isnan(self.min_margin):
@@ -104,11 +107,14 @@ def check_decoding(
     exhaustive_limit: int = EXHAUSTIVE_LIMIT,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    min_margin: float = 0.0,
 ) -> Record:
-    """Evaluate every (or K sampled) input(s); the verdict is CHECKED, SAMPLED, FALSIFIED or ERROR."""
+    """Evaluate every (or K sampled) input(s); the verdict is CHECKED, SAMPLED, FALSIFIED or ERROR.
+
+    A decision fails when its margin is not > 0 or is below `min_margin`.
+    """
     t0 = time.perf_counter()
-    ops = NumpyOps(dtype)
-    m = cast_model(model, ops.dtype)
+    m, ops = executor(model, dtype)
     weights_sha256 = weights_sha256 or model_sha256(model)
     exhaustive = problem.total <= exhaustive_limit
     workers = workers or default_workers()
@@ -122,7 +128,7 @@ def check_decoding(
         return decode_margins(logits, batch.expected)
 
     for batch, margins in ordered_map(margins_of, batches, workers):
-        tally.add(batch, margins)
+        tally.add(batch, margins, min_margin)
         if progress is not None:
             progress(tally.seen, goal)
 
@@ -141,8 +147,33 @@ def check_decoding(
     counterexample = problem.describe(item)
     counterexample.update(failing_position=position, teacher_forced_margin=margin)
     second = problem.confirm(m, ops, item)
+    if min_margin > 0 and margin > 0:  # a pass that misses the demanded margin: confirm that margin too
+        second["fails"] = bool(second.get("min_margin", margin) < min_margin)
     counterexample["confirmation"] = second
     verdict = Verdict.FALSIFIED if second["fails"] else Verdict.ERROR
     reason = None if second["fails"] else "incremental generation disagrees with the teacher-forced pass"
     return Record(verdict=verdict, reason=reason, counterexample=counterexample,
                   seconds=time.perf_counter() - t0, **common)
+
+
+def search_boxes(model: Model, problem: DecodeProblem, boxes: list[tuple[int, int]], *, dtype: str = "float64",
+                 min_margin: float = 0.0, per_box: int = 8, seed: int = 0) -> dict[str, Any] | None:
+    """Look for a concrete failing input inside the given (row, value) boxes; confirmed like a checker failure."""
+    m, ops = executor(model, dtype)
+    rng = np.random.default_rng(seed)
+    for row, y in boxes:
+        batch = problem.batch_of(problem.box_inputs(row, y, rng, per_box))
+        logits = forward(m, batch.tokens, batch.soft, ops=ops, outputs_at=batch.positions).logits
+        tally = _Tally()
+        tally.add(batch, decode_margins(logits, batch.expected), min_margin)
+        if tally.first is None:
+            continue
+        item, position, margin = tally.first
+        counterexample = problem.describe(item)
+        counterexample.update(failing_position=position, teacher_forced_margin=margin, box={"row": row, "value": y})
+        second = problem.confirm(m, ops, item)
+        if min_margin > 0 and margin > 0:
+            second["fails"] = bool(second.get("min_margin", margin) < min_margin)
+        counterexample["confirmation"] = second
+        return counterexample
+    return None

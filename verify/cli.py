@@ -62,7 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K: targets for theorem1 (default 2000), maps for theorem2 (default 100); "
                         "input sets of at most 2^20 inputs are checked exhaustively instead")
     v.add_argument("--seed", type=_seed, default=0, help="sampling seed (default 0)")
-    v.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    v.add_argument("--dtype", choices=("float64", "float32", "float16", "bfloat16"), default="float64",
+                   help="the arithmetic the model is executed (and certified) in")
+    v.add_argument("--level", choices=("quick", "symbolic", "certify", "numeric", "all"), default="quick",
+                   help="which methods run: quick = symbolic + certify (numeric sampling runs inside certify "
+                        "as a cross-check); all adds the full numeric run")
+    v.add_argument("--weights", metavar="DIR", help="check this weights directory (docs/format.md) against --claim")
+    v.add_argument("--claim", choices=("theorem1", "theorem2"), help="the claim to check --weights against")
+    v.add_argument("--min-margin", type=float, default=0.0, metavar="X",
+                   help="demand a decode margin of at least X (sanity mode: more than achievable must not certify)")
     v.add_argument("--json", metavar="PATH", help="also write the report as JSON (docs/report.md)")
 
     b = sub.add_parser("build", help="write construction weights and the virtual token to a directory")

@@ -8,12 +8,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from constructions.alphabet import PRINTABLE_ASCII, render
-from constructions.io import exact_prompt, load_model, load_prompt, save_model
+from constructions.io import FormatError, exact_prompt, load_model, load_prompt, save_model, weights_sha256
 from constructions.model import Model, materialize
 from constructions.theorem1 import Theorem1
 from constructions.theorem2 import Theorem2
 from theorems import THEOREMS
 from theorems.base import RunContext
+from theorems.encoding import LookupEncoding
 from verify.cli import UsageError, check_writable, default_alphabet
 from verify.generate import generate
 from verify.progress import progress_printer
@@ -24,26 +25,57 @@ from verify.userinput import InputError, parse_map_file, parse_map_spec, tokens_
 DEFAULT_SAMPLES = {"theorem1": 2000, "theorem2": 100}
 
 
+LEVELS = {"quick": {"symbolic", "certify"}, "symbolic": {"symbolic"}, "certify": {"certify"},
+          "numeric": {"numeric"}, "all": {"symbolic", "certify", "numeric"}}
+
+
+def _weights_plan(args: argparse.Namespace) -> tuple[list, Any, str]:
+    """(plans, model, sha) for `verify --weights DIR --claim C`: parameters come from the weights."""
+    if not args.claim:
+        raise UsageError("--weights needs --claim theorem1|theorem2")
+    if args.claims and args.claims != [args.claim]:
+        raise UsageError("with --weights, name the claim with --claim only")
+    if args.vocab or args.length:
+        raise UsageError("with --weights, V and N come from the weights; drop --vocab/--length")
+    model = load_model(args.weights)
+    enc = LookupEncoding.of(model, "target" if args.claim == "theorem1" else "map")
+    params = {"V": model.vocab.size} | ({"N": enc.K} if args.claim == "theorem1" else {})
+    if args.claim == "theorem1" and model.n_ctx < enc.K:
+        raise FormatError(f"the weights have {model.n_ctx} positions but {enc.K} target coordinates")
+    return [(THEOREMS[args.claim], params)], model, weights_sha256(model)
+
+
 def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    claims = args.claims or list(THEOREMS)
-    unknown = [c for c in claims if c not in THEOREMS]
-    if unknown:
-        raise UsageError(f"unknown claim {unknown[0]!r}; known claims: {', '.join(THEOREMS)}")
     check_writable(args.json)
-    V, alphabet = default_alphabet(args.vocab)
-    plans = []
-    for cid in dict.fromkeys(claims):
-        theorem = THEOREMS[cid]
-        given = {"V": V, "N": args.length}
-        try:
-            params = theorem.resolve({p.name: given.get(p.name) for p in theorem.params})
-        except ValueError as e:
-            raise UsageError(f"{cid}: {e}") from None
-        plans.append((theorem, params))
+    if not (args.min_margin >= 0 and np.isfinite(args.min_margin)):
+        raise UsageError("--min-margin must be a finite number >= 0")
+    model, sha = None, None
+    if args.weights:
+        plans, model, sha = _weights_plan(args)
+        alphabet = model.vocab.alphabet
+    else:
+        if args.claim:
+            raise UsageError("--claim goes with --weights; to pick claims, name them: prefixproof verify theorem1")
+        claims = args.claims or list(THEOREMS)
+        unknown = [c for c in claims if c not in THEOREMS]
+        if unknown:
+            raise UsageError(f"unknown claim {unknown[0]!r}; known claims: {', '.join(THEOREMS)}")
+        V, alphabet = default_alphabet(args.vocab)
+        plans = []
+        for cid in dict.fromkeys(claims):
+            theorem = THEOREMS[cid]
+            given = {"V": V, "N": args.length}
+            try:
+                params = theorem.resolve({p.name: given.get(p.name) for p in theorem.params})
+            except ValueError as e:
+                raise UsageError(f"{cid}: {e}") from None
+            plans.append((theorem, params))
     results = []
     for theorem, params in plans:
         ctx = RunContext(params=params, samples=args.samples or DEFAULT_SAMPLES.get(theorem.id, 1000),
-                         seed=args.seed, dtype=args.dtype, alphabet=alphabet, progress=progress_printer())
+                         seed=args.seed, dtype=args.dtype, alphabet=alphabet, progress=progress_printer(),
+                         levels=frozenset(LEVELS[args.level]), min_margin=args.min_margin, model=model,
+                         weights_sha256=sha)
         results.append(ClaimResult(theorem, params, run_theorem(theorem, ctx)))
     print(table(results))
     if args.json:

@@ -25,9 +25,14 @@ def run_obligation(theorem: Theorem, ob: Obligation, ctx: RunContext) -> Record:
         )
 
 
-def run_theorem(theorem: Theorem, ctx: RunContext, levels: set[str] | None = None) -> list[Record]:
-    """Every obligation at the selected levels (all levels when `levels` is None)."""
-    return [run_obligation(theorem, ob, ctx) for ob in theorem.obligations if levels is None or ob.level in levels]
+def selected(theorem: Theorem, ctx: RunContext) -> list[Obligation]:
+    """The obligations with a method at one of the context's levels (and, for given weights, about weights)."""
+    return [ob for ob in theorem.obligations
+            if set(ob.levels) & set(ctx.levels) and (ctx.model is None or ob.applies_to_weights)]
+
+
+def run_theorem(theorem: Theorem, ctx: RunContext) -> list[Record]:
+    return [run_obligation(theorem, ob, ctx) for ob in selected(theorem, ctx)]
 
 
 def theorem_verdict(records: list[Record]) -> Verdict:

@@ -1,0 +1,112 @@
+"""Symbolic obligations of the lookup theorems: two parametric lemmas and one per-instance evaluation."""
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from typing import Callable
+
+import numpy as np
+
+from constructions.model import Model
+from theorems.base import RunContext
+from verify.forward import forward
+from verify.hardmax import Form, HardmaxOps, Undecided, exact_dense, q
+from verify.symbolic import Lemma, decode_lemma, leakage_lemma, scale_meets_rule
+from verify.verdict import Record, Verdict
+
+HARDMAX_LIMIT = 2_000_000  # rows x positions x width above which the exact evaluation is not "quick"
+
+
+def lemma_record(claim: str, lemma: Lemma, ctx: RunContext, seconds: float, extra: str = "",
+                 extra_ok: bool = True) -> Record:
+    ok = lemma.proved and extra_ok
+    failed = lemma.failed_steps() + ([] if extra_ok else [extra])
+    return Record(
+        claim=claim, obligation=lemma.name, verdict=Verdict.PROVED if ok else Verdict.UNKNOWN,
+        method=f"sympy: {len(lemma.steps)} steps", arithmetic="exact (symbolic)", params=dict(ctx.params),
+        seconds=seconds, reason=None if ok else f"steps not established: {'; '.join(failed)}",
+        details={"statement": lemma.statement, "parametric_in": lemma.parametric,
+                 "steps": [{"step": s, "checked": bool(k)} for s, k in lemma.steps],
+                 **({"per_instance": extra} if extra else {})},
+    )
+
+
+def run_decode_lemma(claim: str, ctx: RunContext) -> Record:
+    t0 = time.perf_counter()
+    return lemma_record(claim, decode_lemma(), ctx, time.perf_counter() - t0)
+
+
+def run_leakage(claim: str, V: int, m: int, sigma: float, ctx: RunContext) -> Record:
+    t0 = time.perf_counter()
+    lemma = leakage_lemma()
+    ok = scale_meets_rule(V, m, sigma)
+    note = f"this instance: scale {sigma} satisfies e^scale >= 8 V m = {8 * V * max(m, 1)} (arb)"
+    return lemma_record(claim, lemma, ctx, time.perf_counter() - t0, note if ok else "scale rule fails: " + note, ok)
+
+
+def run_hardmax(claim: str, model: Model, soft: Form, query_pos: np.ndarray, m: int, sigma: float,
+                ctx: RunContext) -> Record:
+    """Exact hardmax evaluation of the exact construction, one row per batch entry (row's own value symbolic)."""
+    t0 = time.perf_counter()
+    V = model.vocab.size
+    size = soft.shape[0] * soft.shape[1] * soft.shape[2]
+    common = dict(claim=claim, obligation="hardmax-lookup", method="exact rational forms through the forward pass, "
+                  "hardmax attention", arithmetic="exact (rationals)", params=dict(ctx.params))
+    if size > HARDMAX_LIMIT:
+        return Record(verdict=Verdict.UNKNOWN, reason=f"too large for the exact evaluator ({size} > {HARDMAX_LIMIT} "
+                      "form entries); the lemmas stay parametric", seconds=time.perf_counter() - t0, **common)
+    ops = HardmaxOps(t_max=q(Fraction(V - 1, V)))
+    try:
+        logits = forward(model, None, soft, ops=ops).logits
+    except Undecided as e:
+        return Record(verdict=Verdict.UNKNOWN, reason=str(e), seconds=time.perf_counter() - t0, **common)
+    bad = []
+    for r, qp in enumerate(query_pos):
+        for j in range(V):
+            want_b, want_c = q(Fraction(2 * j, V)), q(-Fraction(j * j, V * V))
+            f = logits[r, int(qp), j]
+            if not (f.lo == f.hi == want_c and f.b == want_b):
+                bad.append((r, j))
+                break
+    gap_ok = ops.min_gap is None or ops.min_gap >= q(sigma)
+    comp_ok = ops.max_competitors <= max(m, 0)
+    details = {
+        "rows": len(query_pos),
+        "statement": "in the hardmax limit every logit equals the nearest-grid logit of the row's own value: "
+                     "logit_j = (2j/V)(Y_i/V) - (j/V)^2, for every other target and free token",
+        "min_score_gap": None if ops.min_gap is None else str(ops.min_gap),
+        "max_competing_keys": ops.max_competitors,
+        "parametric_in": "per instance (this V, N)",
+    }
+    if bad or not gap_ok or not comp_ok:
+        why = (f"row {bad[0][0]}: logit {bad[0][1]} is not the grid logit" if bad else
+               f"score gap {ops.min_gap} < scale {sigma}" if not gap_ok else
+               f"{ops.max_competitors} competing keys > {m}")
+        return Record(verdict=Verdict.UNKNOWN, reason=f"the per-instance proof does not go through: {why}",
+                      seconds=time.perf_counter() - t0, details=details, **common)
+    return Record(verdict=Verdict.PROVED, seconds=time.perf_counter() - t0, details=details, **common)
+
+
+def payload_forms(n_rows: int, n_pos: int, d: int, payload: np.ndarray, own: np.ndarray, V: int,
+                  content: Callable[[int, int], tuple[np.ndarray, np.ndarray]]) -> Form:
+    """Virtual token at position 0 (own coordinate symbolic, others in [0, (V-1)/V]); content from `content(row, p)`."""
+    lo = np.empty((n_rows, n_pos, d), dtype=object)
+    lo[...] = q(0)
+    hi, b = lo.copy(), lo.copy()
+    top = q(Fraction(V - 1, V))
+    for r in range(n_rows):
+        for k, col in enumerate(payload):
+            if k == own[r]:
+                b[r, 0, col] = q(1)
+            else:
+                hi[r, 0, col] = top
+        for p in range(1, n_pos):
+            clo, chi = content(r, p)
+            lo[r, p, :], hi[r, p, :] = clo, chi
+    return Form(lo, hi, b)
+
+
+def embedding_hull(E) -> tuple[np.ndarray, np.ndarray]:
+    """Exact column-wise min and max over the token embeddings (every token a free position may hold)."""
+    dense = exact_dense(E)
+    return np.array([min(col) for col in dense.T], dtype=object), np.array([max(col) for col in dense.T], dtype=object)

@@ -1,0 +1,283 @@
+"""Certificate stage 1: attention and the first MLP layer, as forms in the row's own payload value.
+
+For every row r of a lookup claim and every hidden unit h of the first MLP
+layer, this encloses the pre-activation as an affine form in t, the value of
+the row's own payload coordinate:
+
+    pre1[r, h] in c[r, h] + b[r, h] * t        (c, b intervals; t >= 0)
+
+valid for every other payload coordinate in its range and every free token.
+The derivation follows docs/semantics.md step by step, in factored form:
+
+  attention weights  A^h[r, p]: tight softmax of interval scores, valid over
+                     the whole input box (the own coordinate included);
+  values             routed straight into the MLP through the composed maps
+                     F^h = W1 W_O^h W_V^h (enclosed with their rounding error),
+                     so value vectors are never formed row by row;
+  own coordinate     the payload box minus the own column, plus the own
+                     column times t;
+  executed rounding  one uniform error vector over the hidden units, from
+                     magnitude bounds of every executed intermediate.
+
+Units that are dead for every row (upper bound < 0 with row-uniform bounds)
+are dropped before any per-row work, so a V = 32000 lookup touches one unit
+per row instead of V.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from constructions.model import Layer, Model
+from verify import interval as I
+from verify.claims import LookupRows
+from verify.interval import Exec, Iv
+
+
+class Unsupported(Exception):
+    """The model is outside the class the structured certificate handles (reported as UNKNOWN)."""
+
+
+@dataclass(frozen=True)
+class FirstLayer:
+    rows: np.ndarray  # (P,) row of each (row, unit) pair
+    units: np.ndarray  # (P,) hidden unit of each pair
+    c: Iv  # (P,) constant part of the pre-activation
+    b: Iv  # (P,) coefficient of t
+    n_units: int
+    attention_min: float  # over rows, the smallest lower bound of a row's largest attention weight
+
+
+def supported_layer(model: Model) -> Layer:
+    if len(model.layers) != 1:
+        raise Unsupported(f"the structured certificate handles one layer; this model has {len(model.layers)}")
+    layer = model.layers[0]
+    if layer.ln is not None or layer.attn_residual or layer.mlp_residual:
+        raise Unsupported("LayerNorm and residual connections are not handled by the structured certificate")
+    if not layer.causal:
+        raise Unsupported("non-causal attention: greedy generation recomputes every prefix, "
+                          "so the teacher-forced equivalence the certificate relies on does not apply")
+    if len(layer.mlp) < 2:
+        raise Unsupported("the MLP needs at least one hidden ReLU layer")
+    return layer
+
+
+def _dense(M) -> np.ndarray:
+    return M.toarray() if sp.issparse(M) else np.asarray(M, dtype=np.float64)
+
+
+def _col_hull(E) -> Iv:
+    """Column-wise min and max over the rows of E (the hull of every token embedding)."""
+    if sp.issparse(E):
+        return E.min(axis=0).toarray().ravel(), E.max(axis=0).toarray().ravel()
+    return E.min(axis=0), E.max(axis=0)
+
+
+def _T(M):
+    return M.T.tocsr() if sp.issparse(M) else np.ascontiguousarray(M.T)
+
+
+def _gather(M, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    if sp.issparse(M):
+        return np.asarray(M[i, j]).ravel()
+    return M[i, j]
+
+
+def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
+    layer = supported_layer(model)
+    heads = layer.heads
+    W1, b1 = layer.mlp[0].W, np.asarray(layer.mlp[0].b, dtype=np.float64)
+    hidden = W1.shape[0]
+    n, R = claim.n_positions, claim.rows
+    if n > model.n_ctx:
+        raise Unsupported(f"the claim needs {n} positions, the model has {model.n_ctx}")
+    P = _dense(model.pos[:n] if not sp.issparse(model.pos) else model.pos[:n])
+    d = P.shape[1]
+    tmin, tmax = float(claim.tau_lo.min()), float(claim.tau_hi.max())
+    pay = claim.payload
+    free = claim.row_token is None
+
+    # Inputs: the virtual token box (payload coordinates in [tmin, tmax]) and the content boxes.
+    x0 = I.point(P[0])
+    x0 = (x0[0].copy(), x0[1].copy())
+    x0[0][pay] = I.down(P[0][pay] + tmin)
+    x0[1][pay] = I.up(P[0][pay] + tmax)
+    x0 = I.exec_round(x0, ex)
+    E_lo, E_hi = _col_hull(model.embed)
+    if free:
+        X_free = I.exec_round((I.down(E_lo + P[1:]), I.up(E_hi + P[1:])), ex)  # positions 1..n-1
+        xmag = np.maximum(I.mag(x0), I.mag(X_free).max(axis=0) if n > 1 else 0.0)
+    else:
+        qpos = int(claim.query_pos[0])
+        E_rows = model.embed[claim.row_token]
+        xmag = np.maximum(I.mag(x0), np.maximum(np.abs(E_lo), np.abs(E_hi)) + np.abs(P[qpos]))
+
+    visible = np.arange(n)[None, :] <= claim.query_pos[:, None]  # causal
+    A_all, F_all = [], []
+    for head in heads:
+        Q, K_shared, S_row = _queries_keys(head, claim, x0, X_free if free else None,
+                                           None if free else (E_rows, P[qpos]), ex)
+        S = I.matmul(Q, (K_shared[0].T, K_shared[1].T), ex)  # (R, n_shared)
+        if not free:  # the query position's own key is row-specific
+            S = (np.concatenate([S[0], S_row[0][:, None]], axis=1), np.concatenate([S[1], S_row[1][:, None]], axis=1))
+        S = I.exec_round(I.scale(S, head.scale), ex)
+        A_all.append(I.softmax(S, visible, ex))
+        F_all.append(I.chain_product([W1, head.W_O, head.W_V]))
+
+    err1 = _exec_error(layer, xmag, A_all, ex)
+    att_min = float(min(A[0].max(axis=1).min() for A in A_all)) if R else 1.0
+
+    # Per-head pieces of the pre-activation.
+    box = (np.zeros(d), np.zeros(d))
+    box[0][pay], box[1][pay] = tmin, tmax
+    pieces = []
+    for h, (A, (Fc, Fr)) in enumerate(zip(A_all, F_all)):
+        Fp0 = I.linear(I.point(P[0]), Fc, W_rad=Fr)
+        Fbox = I.linear(box, Fc, W_rad=Fr)  # all payload coordinates in [tmin, tmax]
+        Fpay_c, Fpay_r = _slice_cols(Fc, pay), _slice_cols(Fr, pay)
+        piece = {"A": A, "Fp0": Fp0, "Fbox": Fbox, "Fpay_c": Fpay_c, "Fpay_r": Fpay_r}
+        if free:
+            piece["FX"] = I.linear(X_free, Fc, W_rad=Fr) if n > 1 else None  # (n-1, hidden)
+        else:
+            FEc, FEr = I.chain_product([W1, heads[h].W_O, heads[h].W_V, _T(model.embed)])
+            piece["FE_c"], piece["FE_r"] = sp.csc_array(FEc) if sp.issparse(FEc) else FEc, FEr
+            piece["FPq"] = I.linear(I.point(P[qpos]), Fc, W_rad=Fr)
+        pieces.append(piece)
+
+    rows, units = _candidate_pairs(claim, pieces, b1, err1, hidden, free, tmin, tmax)
+    c, b = _pair_forms(claim, pieces, b1, err1, rows, units, free, tmin, tmax)
+    return FirstLayer(rows, units, c, b, hidden, att_min)
+
+
+def _slice_cols(M, cols: np.ndarray):
+    if sp.issparse(M):
+        return sp.csc_array(M)[:, cols]
+    return M[:, cols]
+
+
+def _queries_keys(head, claim: LookupRows, x0: Iv, X_free: Iv | None, fixed, ex: Exec):
+    """Interval queries (R, d_k), keys shared by all rows (n_shared, d_k), and row-specific scores (R,)."""
+    x0_row = (x0[0][None], x0[1][None])
+    k0 = I.linear(x0_row, head.W_K, ex)
+    if X_free is not None:  # every position's box is shared by all rows: stack position 0 and 1..n-1
+        X = (np.concatenate([x0_row[0], X_free[0]]), np.concatenate([x0_row[1], X_free[1]]))
+        K = I.linear(X, head.W_K, ex)
+        Q = I.linear(X, head.W_Q, ex)
+        idx = claim.query_pos
+        return (Q[0][idx], Q[1][idx]), K, None
+    E_rows, p_q = fixed
+    Q = _project_rows(E_rows, p_q, head.W_Q, ex)
+    Kr = _project_rows(E_rows, p_q, head.W_K, ex)
+    S_row = I.dot_rows(Q, Kr, ex)
+    return Q, k0, S_row
+
+
+def _project_rows(E_rows, offset: np.ndarray, W, ex: Exec) -> Iv:
+    """Enclosure of fl(W fl(E_r + offset)) for every row E_r of E_rows: shape (R, out)."""
+    c, r = I.chain_product([E_rows, _T(W)])
+    c, r = _dense(c), _dense(r)
+    o = I.linear(I.point(offset[None]), W)
+    lo, hi = I.down(c - r + o[0]), I.up(c + r + o[1])
+    if not ex.exact:
+        xmag = np.abs(_dense(E_rows)).max(axis=0) if not sp.issparse(E_rows) else abs(E_rows).max(axis=0).toarray().ravel()
+        xmag = xmag + np.abs(offset)
+        n = max(I._row_len(W), 1)
+        absW = abs(W) if sp.issparse(W) else np.abs(W)
+        err = I.up(I._right(I.up(xmag * (1 + ex.u) + ex.eta), absW) * (ex.u + ex.dot(n)) * 2 + n * ex.eta)
+        lo, hi = I.down(lo - err), I.up(hi + err)
+    return lo, hi
+
+
+def _exec_error(layer: Layer, xmag: np.ndarray, A_all: list[Iv], ex: Exec) -> np.ndarray:
+    """A uniform bound, per hidden unit, on the executed rounding error of the first pre-activation."""
+    W1 = layer.mlp[0].W
+    if ex.exact:
+        return np.zeros(W1.shape[0])
+    absW1 = abs(W1) if sp.issparse(W1) else np.abs(W1)
+    out_err = 0.0
+    out_mag = 0.0
+    for head, A in zip(layer.heads, A_all):
+        absV = abs(head.W_V) if sp.issparse(head.W_V) else np.abs(head.W_V)
+        absO = abs(head.W_O) if sp.issparse(head.W_O) else np.abs(head.W_O)
+        nV, nO = max(I._row_len(head.W_V), 1), max(I._row_len(head.W_O), 1)
+        npos = A[0].shape[1]
+        a_sum = float(I.up(A[1].sum(axis=1).max() * (1 + 4 * I.gamma(npos))))
+        vmag = I._right(xmag, absV)
+        ev = I.up(ex.dot(nV) * vmag + nV * ex.eta)
+        omag = I.up(a_sum * (vmag + ev))
+        eo = I.up(a_sum * ev + ex.dot(npos) * omag + npos * ex.eta)
+        wmag = I._right(omag + eo, absO)
+        ew = I.up(I._right(eo, absO) + ex.dot(nO) * wmag + nO * ex.eta)
+        out_err = out_err + ew
+        out_mag = out_mag + wmag + ew
+    H = len(layer.heads)
+    out_err = I.up(out_err + ex.dot(H) * out_mag + H * ex.eta)
+    n1 = max(I._row_len(W1), 1)
+    b1 = np.abs(np.asarray(layer.mlp[0].b, dtype=np.float64))
+    pre_mag = I._right(out_mag + out_err, absW1) + b1
+    return I.up((I._right(out_err, absW1) + ex.dot(n1 + 1) * pre_mag + (n1 + 1) * ex.eta) * (1 + 4 * I.gamma(n1)))
+
+
+def _contribution(Fc: np.ndarray, Fr: np.ndarray, tmin: float, tmax: float) -> Iv:
+    """Enclosure of F * t over F in [Fc - Fr, Fc + Fr] and t in [tmin, tmax] (tmin >= 0)."""
+    return I.mul((I.down(Fc - Fr), I.up(Fc + Fr)), (np.full_like(Fc, tmin), np.full_like(Fc, tmax)))
+
+
+def _candidate_pairs(claim, pieces, b1, err1, hidden, free, tmin, tmax):
+    """(row, unit) pairs whose pre-activation may be positive; all pairs when tokens are free."""
+    R = claim.rows
+    if free:
+        rows = np.repeat(np.arange(R), hidden)
+        units = np.tile(np.arange(hidden), R)
+        return rows, units
+    # Row-uniform upper bound of every unit, leaving out the row-specific sparse columns.
+    upper = I.up(b1 + err1)
+    for pc in pieces:
+        A = pc["A"]
+        a0 = float(A[1][:, 0].max())
+        aq = float(A[1][:, 1].max())
+        upper = I.up(upper + a0 * np.maximum(pc["Fp0"][1] + pc["Fbox"][1], 0.0) + aq * np.maximum(pc["FPq"][1], 0.0))
+    alive = np.flatnonzero(upper > 0)
+    touched_rows, touched_units = [], []
+    for pc in pieces:
+        for M, cols in ((pc["Fpay_c"], claim.own), (pc["FE_c"], claim.row_token)):
+            csc = sp.csc_array(M) if sp.issparse(M) else sp.csc_array(np.asarray(M))
+            sub = csc[:, cols]
+            rr, cc = sub.nonzero()
+            touched_units.append(rr)
+            touched_rows.append(cc)
+    rows = np.concatenate([np.repeat(np.arange(R), len(alive))] + touched_rows)
+    units = np.concatenate([np.tile(alive, R)] + touched_units)
+    key = np.unique(rows.astype(np.int64) * hidden + units)
+    return key // hidden, key % hidden
+
+
+def _pair_forms(claim, pieces, b1, err1, rows, units, free, tmin, tmax):
+    c = (I.down(b1[units] - err1[units]), I.up(b1[units] + err1[units]))
+    b = (np.zeros(len(rows)), np.zeros(len(rows)))
+    own = claim.own[rows]
+    for pc in pieces:
+        A = pc["A"]
+        a0 = (A[0][rows, 0], A[1][rows, 0])
+        # virtual position: F P0 + payload box without the own column
+        fc, fr = _gather(pc["Fpay_c"], units, own), _gather(pc["Fpay_r"], units, own)
+        own_box = _contribution(fc, fr, tmin, tmax)
+        full = (pc["Fbox"][0][units], pc["Fbox"][1][units])
+        excl = (I.down(full[0] - I.up(own_box[0])), I.up(full[1] - I.down(own_box[1])))
+        base = I.add((pc["Fp0"][0][units], pc["Fp0"][1][units]), excl)
+        c = I.add(c, I.mul(a0, base))
+        b = I.add(b, I.mul(a0, (I.down(fc - fr), I.up(fc + fr))))
+        if free:
+            if pc["FX"] is not None:
+                Ar = (A[0][:, 1:], A[1][:, 1:])
+                D = I.matmul(Ar, pc["FX"])  # (R, hidden): sum over content positions
+                c = I.add(c, (D[0][rows, units], D[1][rows, units]))
+        else:
+            aq = (A[0][rows, 1], A[1][rows, 1])
+            tok = claim.row_token[rows]
+            fe = (_gather(pc["FE_c"], units, tok), _gather(pc["FE_r"], units, tok))
+            term = I.add((pc["FPq"][0][units], pc["FPq"][1][units]), (I.down(fe[0] - fe[1]), I.up(fe[0] + fe[1])))
+            c = I.add(c, I.mul(aq, term))
+    return c, b

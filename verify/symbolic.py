@@ -1,0 +1,117 @@
+"""Symbolic lemmas (sympy), parametric in V, N and the scale.
+
+Each lemma is a list of steps. Every step is a sympy identity (an expression
+that simplifies to exactly 0) or a sign fact that sympy's assumption system
+decides from declared assumptions (positive V, nonnegative offsets). A lemma
+is PROVED only when every step checks. What is trusted: sympy's simplifier and
+assumption system, and the standard facts quoted in a step's text
+(monotonicity of exp).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import sympy as sp
+
+
+@dataclass
+class Lemma:
+    name: str
+    statement: str
+    parametric: str  # what the proof is parametric in
+    steps: list[tuple[str, bool]] = field(default_factory=list)
+
+    def check(self, text: str, ok: bool | None) -> None:
+        self.steps.append((text, ok is True))
+
+    @property
+    def proved(self) -> bool:
+        return bool(self.steps) and all(ok for _, ok in self.steps)
+
+    def failed_steps(self) -> list[str]:
+        return [text for text, ok in self.steps if not ok]
+
+
+def _zero(expr: sp.Expr) -> bool:
+    return sp.simplify(expr) == 0
+
+
+def decode_lemma() -> Lemma:
+    """Nearest-grid decoding: logit_j(x) = (2j/V) x - (j/V)^2."""
+    V = sp.Symbol("V", positive=True)
+    x, y, j = sp.symbols("x y j", real=True)
+    e = sp.Symbol("e", real=True)
+    k = sp.Symbol("k", integer=True, positive=True)
+    a = sp.Symbol("a", nonnegative=True)  # |e|
+    lem = Lemma(
+        "decode-lemma",
+        "for logit_j(x) = (2j/V)x - (j/V)^2: logit_y - logit_j = ((y-j)/V)(2x - (y+j)/V), which is ((y-j)/V)^2 at "
+        "x = y/V; with e = x - y/V and |e| <= 3/(2V) the smallest difference over j != y is (1/V)(1/V - 2|e|) "
+        "(neighbours j = y +- 1), so y wins with a positive margin iff |e| < 1/(2V)",
+        "V (any V >= 2), y, j and x symbolic",
+    )
+
+    def logit(jj):
+        return 2 * jj / V * x - (jj / V) ** 2
+
+    diff = logit(y) - logit(j)
+    lem.check("logit_y - logit_j = ((y-j)/V)(2x - (y+j)/V)", _zero(diff - (y - j) / V * (2 * x - (y + j) / V)))
+    lem.check("at x = y/V the difference is ((y-j)/V)^2", _zero(diff.subs(x, y / V) - ((y - j) / V) ** 2))
+    at_e = diff.subs(x, y / V + e)
+    lem.check("with j = y - k: difference = k^2/V^2 + 2ke/V", _zero(at_e.subs(j, y - k) - (k**2 / V**2 + 2 * k * e / V)))
+    lem.check("with j = y + k: difference = k^2/V^2 - 2ke/V", _zero(at_e.subs(j, y + k) - (k**2 / V**2 - 2 * k * e / V)))
+    h = k**2 / V**2 - 2 * k * a / V  # the worse side, |e| = a
+    step = sp.expand(h.subs(k, k + 1) - h)
+    lem.check("h(k+1) - h(k) = (2k+1)/V^2 - 2|e|/V", _zero(step - ((2 * k + 1) / V**2 - 2 * a / V)))
+    worst = step.subs(a, sp.Rational(3, 2) / V)
+    lem.check("for |e| <= 3/(2V): h(k+1) - h(k) >= (2k-2)/V^2 >= 0 for k >= 1, so k = 1 is the minimum",
+              _zero(worst - (2 * k - 2) / V**2) and (2 * (k - 1) / V**2).is_nonnegative)
+    lem.check("h(1) = (1/V)(1/V - 2|e|), positive iff |e| < 1/(2V)",
+              _zero(h.subs(k, 1) - (1 / V) * (1 / V - 2 * a)) and _zero(h.subs({k: 1, a: 1 / (2 * V)})))
+    return lem
+
+
+def leakage_lemma() -> Lemma:
+    """The softmax leak and the scale rule sigma >= ln(8 V m)."""
+    V, m, E = sp.symbols("V m E", positive=True)  # E = e^-sigma
+    w = sp.Symbol("w", nonnegative=True)
+    t = sp.Symbol("t", nonnegative=True)  # a payload value, t <= (V-1)/V
+    lem = Lemma(
+        "leakage-bound",
+        "at a query whose intended key scores sigma above m others, the leak off it is "
+        "leak = m e^-sigma / (1 + m e^-sigma) < m e^-sigma; the selected value then sits "
+        "delta <= leak (V-1)/V + leak < 2 m e^-sigma below the payload, and sigma >= ln(8 V m) gives "
+        "delta <= 1/(4V), so the decode margin stays >= 1/(2V^2), half the ideal 1/V^2",
+        "V, m (competing keys) and sigma symbolic",
+    )
+    leak = m * E / (1 + m * E)
+    lem.check("m e^-sigma - leak = (m e^-sigma)^2 / (1 + m e^-sigma) > 0",
+              _zero(m * E - leak - (m * E) ** 2 / (1 + m * E)) and ((m * E) ** 2 / (1 + m * E)).is_positive)
+    fetched = (1 - leak) * t  # the fetch head keeps 1 - leak of the payload
+    selected = fetched + (1 - leak) - 1  # select = fetched + here - 1, with here = 1 - leak at the pointed key
+    lem.check("selected value = t - (leak t + leak)", _zero(selected - (t - (leak * t + leak))))
+    # delta <= 2 m e^-sigma when t <= 1: write t = 1 - s (s >= 0)
+    s = sp.Symbol("s", nonnegative=True)
+    gap = 2 * m * E - (leak * (1 - s) + leak)
+    slack = 2 * (m * E) ** 2 / (1 + m * E) + leak * s
+    lem.check("delta = leak t + leak <= 2 m e^-sigma for t <= 1 (the gap is 2(m e^-sigma)^2/(1+m e^-sigma) + leak (1-t))",
+              _zero(gap - slack) and slack.is_nonnegative)
+    # sigma = ln(8 V m) + s' with s' >= 0, i.e. e^sigma = 8 V m (1 + w) with w >= 0 (exp is increasing, e^0 = 1)
+    E_rule = 1 / (8 * V * m * (1 + w))
+    lem.check("sigma >= ln(8 V m) gives 2 m e^-sigma <= 1/(4V)",
+              _zero(1 / (4 * V) - 2 * m * E_rule - w / (4 * V * (1 + w))) and (w / (4 * V * (1 + w))).is_nonnegative)
+    d = sp.Symbol("d", nonnegative=True)  # delta = 1/(4V) - d
+    margin = (1 / V) * (1 / V - 2 * (1 / (4 * V) - d))
+    lem.check("delta <= 1/(4V) gives margin (1/V)(1/V - 2 delta) >= 1/(2V^2)",
+              _zero(margin - 1 / (2 * V**2) - 2 * d / V) and (2 * d / V).is_nonnegative)
+    return lem
+
+
+def scale_meets_rule(V: int, m: int, sigma: float) -> bool:
+    """Per instance: e^sigma >= 8 V m, decided in arb ball arithmetic (sigma is an exact binary number)."""
+    import flint
+
+    s = Fraction(sigma)
+    arb_sigma = flint.arb(s.numerator) / s.denominator
+    return bool(arb_sigma.exp() >= 8 * V * max(m, 1))
