@@ -265,3 +265,8 @@ def _float(w: Weight) -> Weight:
 def materialize(model: Model) -> Model:
     """The same model with every exact weight rounded once to float64 (float weights kept)."""
     return map_weights(model, _float)
+
+
+def replace_layer_flags(model: Model, **flags: Any) -> Model:
+    """The same model with layer flags changed on every layer (e.g. causal=False)."""
+    return replace(model, layers=tuple(replace(layer, **flags) for layer in model.layers))

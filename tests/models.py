@@ -43,3 +43,26 @@ def random_model(
         built.append(Layer(hs, mlp, stream, (hidden,), out, causal=causal, attn_residual=residual,
                            mlp_residual=residual and not last, ln=ln))
     return Model(Vocab(V), stream, w(V, d), w(n_ctx, d), tuple(built))
+
+
+def random_lookup_model(rng: np.random.Generator, *, V: int = 5, N: int = 3, hidden: int = 4,
+                        weight_scale: float = 1.0) -> Model:
+    """A random one-layer model with a labelled `target` payload block and a 3-layer MLP (not a construction)."""
+    stream = Space.of("stream", {"one": None, "pos": N, "target": N})
+    d = stream.dim
+    attn = Space.anonymous("attn", 6)
+    heads = tuple(Head(f"h{h}", rng.normal(scale=weight_scale, size=(3, d)), rng.normal(scale=weight_scale, size=(3, d)),
+                       rng.normal(size=(4, d)), rng.normal(size=(6, 4)) / 2, float(rng.uniform(0.5, 3.0)))
+                  for h in range(2))
+    h1, h2 = Space.anonymous("h1", hidden), Space.anonymous("h2", 2)
+    mlp = (Dense(rng.normal(size=(hidden, 6)), rng.normal(size=hidden)),
+           Dense(rng.normal(size=(2, hidden)), rng.normal(size=2)),
+           Dense(rng.normal(size=(V, 2)), rng.normal(size=V)))
+    layer = Layer(heads, mlp, attn, (h1, h2), Space.anonymous("logits", V))
+    E = rng.normal(scale=0.5, size=(V, d))
+    E[:, stream.block("target")] = 0.0
+    P = np.zeros((N, d))
+    for p in range(N):
+        P[p, stream.index("one")] = 1.0
+        P[p, stream.index(f"pos:{p}")] = 1.0
+    return Model(Vocab(V), stream, E, P, (layer,))

@@ -1,0 +1,71 @@
+"""Symbolic lemmas and the exact hardmax evaluation: proved for the constructions, not for broken ones."""
+from dataclasses import replace
+from fractions import Fraction
+
+import numpy as np
+import sympy as sp
+
+from constructions.basis import ExactArray
+from constructions.theorem1 import Theorem1
+from theorems.base import RunContext
+from theorems.theorem1 import THEOREM as T1
+from theorems.symbolic_obligations import embedding_hull, payload_forms, run_hardmax
+from verify.symbolic import Lemma, _zero, decode_lemma, leakage_lemma, scale_meets_rule
+from verify.verdict import Verdict
+
+
+def test_lemmas_prove_every_step():
+    for lemma in (decode_lemma(), leakage_lemma()):
+        assert lemma.proved, lemma.failed_steps()
+        assert len(lemma.steps) >= 5
+
+
+def test_a_false_step_is_not_proved():
+    x = sp.Symbol("x")
+    lem = Lemma("t", "s", "x")
+    lem.check("true", _zero(x - x))
+    lem.check("false: x = x + 1", _zero(x - (x + 1)))
+    lem.check("undecidable sign", sp.Symbol("y", real=True).is_positive)
+    assert not lem.proved and lem.failed_steps() == ["false: x = x + 1", "undecidable sign"]
+
+
+def test_scale_rule_is_decided_per_instance():
+    c = Theorem1(95, 20)
+    assert scale_meets_rule(95, 19, c.scale)
+    assert not scale_meets_rule(95, 19, c.scale - 1 / 16)  # one grid step lower breaks the rule
+
+
+def _hardmax(model, c):
+    hull = embedding_hull(model.embed)
+    soft = payload_forms(c.N, c.N, model.d_model, np.array(c.stream.block("target")), np.arange(c.N), c.V,
+                         lambda r, p: hull)
+    return run_hardmax("theorem1", model, soft, np.arange(c.N), c.N - 1, c.scale,
+                       RunContext(params={"V": c.V, "N": c.N}, samples=1, seed=0))
+
+
+def test_hardmax_proves_the_construction():
+    rec = next(ob for ob in T1.obligations if ob.id == "hardmax-lookup").run(
+        RunContext(params={"V": 11, "N": 6}, samples=1, seed=0))
+    assert rec.verdict is Verdict.PROVED
+    assert rec.details["max_competing_keys"] == 5
+    assert Fraction(rec.details["min_score_gap"]) == Fraction(Theorem1(11, 6).scale)  # gap = scale exactly
+
+
+def test_hardmax_rejects_shifted_positions():
+    c = Theorem1(11, 6)
+    model = c.model()
+    P = model.pos
+    shifted = ExactArray(P.shape, {((i + 1) % P.shape[0], j): v for (i, j), v in P.entries.items()})
+    rec = _hardmax(replace(model, pos=shifted), c)
+    assert rec.verdict is Verdict.UNKNOWN and "does not go through" in rec.reason
+
+
+def test_hardmax_rejects_a_wrong_decoder():
+    c = Theorem1(11, 6)
+    model = c.model()
+    layer = model.layers[0]
+    last = layer.mlp[-1]
+    b = ExactArray(last.b.shape, {k: v * 2 for k, v in last.b.entries.items()})
+    broken = replace(model, layers=(replace(layer, mlp=layer.mlp[:-1] + (replace(last, b=b),)),))
+    rec = _hardmax(broken, c)
+    assert rec.verdict is Verdict.UNKNOWN and "grid logit" in rec.reason
