@@ -71,6 +71,11 @@ def run_decode(spec: LookupSpec, ctx: RunContext) -> Record:
                                                "margin_lower_bound": cert.min_margin, "demanded_margin": ctx.min_margin}}
     method = f"structured interval certificate ({cert.decoder})"
     numeric_samples = ctx.samples if "numeric" in ctx.levels else min(ctx.samples, CROSS_SAMPLES)
+    if cert.certified and not ctx.extra.get("cross_checks", True):
+        details["cross_checks"] = "skipped (precision sweep)"
+        return Record(verdict=Verdict.CERTIFIED, method=method, coverage=Coverage(problem.total, problem.total,
+                      problem.form), min_margin=cert.min_margin, seconds=time.perf_counter() - t0, details=details,
+                      **common)
     if cert.certified:
         problems = _arb_check(run_model, enc, spec, claim, ex, ctx, details)
         num = check_decoding(model, problem, claim=spec.claim, params=dict(ctx.params), samples=numeric_samples,
@@ -98,6 +103,12 @@ def run_decode(spec: LookupSpec, ctx: RunContext) -> Record:
         return Record(verdict=Verdict.FALSIFIED, method=method + "; counterexample from a failing box",
                       min_margin=found["teacher_forced_margin"], counterexample=found,
                       seconds=time.perf_counter() - t0, details=details, **common)
+    if not ctx.extra.get("cross_checks", True):
+        r, y, m = cert.failures[0] if cert.failures else (None, None, None)
+        reason = cert.reason or f"certificate fails at box (row {r}, value {y}) with margin bound {m:.3g}; no " \
+                                "counterexample in that box"
+        return Record(verdict=Verdict.UNKNOWN, method=method, reason=reason, seconds=time.perf_counter() - t0,
+                      details=details, **common)
     num = check_decoding(model, problem, claim=spec.claim, params=dict(ctx.params), samples=numeric_samples,
                          seed=ctx.seed, dtype=ctx.dtype, weights_sha256=sha, min_margin=ctx.min_margin,
                          progress=ctx.reporter(spec.claim))

@@ -76,6 +76,10 @@ class Theorem1Inputs:
         base[:, row] = y
         return base
 
+    def position_of(self, row: int) -> int:
+        """The output position that decides row `row` of the certificate."""
+        return row
+
     def batch_of(self, items: Any) -> Batch:
         return self._batch(np.asarray(items, dtype=np.int64))
 

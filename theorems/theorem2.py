@@ -99,6 +99,10 @@ class Theorem2Inputs:
         maps[:, row] = y
         return [(m, row) for m in maps]
 
+    def position_of(self, row: int) -> int:
+        """The output position that decides row `row` of the certificate."""
+        return 1
+
     def batch_of(self, items: Any) -> Batch:
         return self._batch([np.asarray(m)[None] for m, _ in items], [np.array([u]) for _, u in items])
 

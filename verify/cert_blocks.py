@@ -23,7 +23,7 @@ from constructions.model import Dense, Model
 from verify import interval as I
 from verify.cert_attention import FirstLayer, Unsupported
 from verify.claims import LookupRows
-from verify.decoder import GridFit, brute_margins, grid_fit, grid_margins
+from verify.decoder import GridFit, brute_margins, grid_fit, grid_margins, singleton_margins
 from verify.interval import Exec, Iv
 
 BLOCK_BUDGET = 20_000_000  # block evaluations before the certificate gives up (UNKNOWN)
@@ -96,10 +96,8 @@ class BlockEvaluator:
         final = tail[-1]
         self.W_fin, self.b_fin = _dense(final.W), np.asarray(final.b, dtype=np.float64)
         self.middle = [(_dense(d.W), np.asarray(d.b, dtype=np.float64)) for d in tail[:-1]]
-        fit = grid_fit(self.W_fin, self.b_fin) if self.W_fin.shape[1] == 1 else None
-        use_grid = fit is not None and float(fit.slack(np.array([1.5]), ex)[0]) < 0.25 / V**2
-        self.fit = fit if use_grid else None
-        self.decoder = "grid lemma" if use_grid else "all logit differences"
+        self.fit = grid_fit(self.W_fin, self.b_fin) if self.W_fin.shape[1] == 1 else None
+        self.decoder = "grid lemma" if self.fit is not None else "all logit differences"
         self.claim, self.ex, self.V, self.R = claim, ex, V, R
         self.slack_tau = _encoding_slack(claim)
 
@@ -191,8 +189,13 @@ def _evaluate(br, ya, yb, claim, C, Bf, W2rows, middle, W_fin, b_fin, fit: GridF
     if fit is not None:
         e = I.add(c, I.mul((I.down(b[0] - 1.0), I.up(b[1] - 1.0)), T1))  # x - t as a form
         e = (I.down(e[0][:, 0] - slack_tau), I.up(e[1][:, 0] + slack_tau))
-        x_mag = I.mag(x)[:, 0]
-        margin = I.down(grid_margins(e, ya, yb, V) - fit.slack(x_mag, ex))
+        x1 = (x[0][:, 0], x[1][:, 0])
+        margin = I.down(grid_margins(e, ya, yb, V) - fit.slack(I.mag(x1), ex))
+        idx = np.flatnonzero(single)
+        if idx.size:  # single values: the neighbours exactly, with the model's own weights
+            exact_nb = singleton_margins((x1[0][idx], x1[1][idx]), (e[0][idx], e[1][idx]), ya[idx], W_fin, b_fin,
+                                         fit, ex)
+            margin[idx] = np.maximum(margin[idx], exact_nb)
     else:
         margin = np.full(K, -np.inf)
         idx = np.flatnonzero(single & ~split)

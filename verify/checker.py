@@ -52,6 +52,7 @@ class DecodeProblem(Protocol):
     def describe(self, item: Any) -> dict[str, Any]: ...
     def box_inputs(self, row: int, y: int, rng: np.random.Generator, count: int) -> Any: ...
     def batch_of(self, items: Any) -> Batch: ...
+    def position_of(self, row: int) -> int: ...
     def confirm(self, model: Model, ops: NumpyOps, item: Any) -> dict[str, Any]: ...
 
 
@@ -163,6 +164,8 @@ def search_boxes(model: Model, problem: DecodeProblem, boxes: list[tuple[int, in
     rng = np.random.default_rng(seed)
     for row, y in boxes:
         batch = problem.batch_of(problem.box_inputs(row, y, rng, per_box))
+        at = batch.positions[batch.positions == problem.position_of(row)]
+        batch = Batch(batch.soft, batch.tokens, batch.expected[:, np.isin(batch.positions, at)], at, batch.items)
         logits = forward(m, batch.tokens, batch.soft, ops=ops, outputs_at=batch.positions).logits
         tally = _Tally()
         tally.add(batch, decode_margins(logits, batch.expected), min_margin)

@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     b2.add_argument("--vocab", type=_positive, help=f"vocabulary size (default {ASCII_SIZE}: printable ASCII)")
     b2.add_argument("--out", required=True, help="output directory")
 
+    pr = sub.add_parser("precision", help="largest sizes certified in each floating-point format")
+    pr.add_argument("theorem", choices=("theorem1", "theorem2"))
+    pr.add_argument("--dtype", choices=("float64", "float32", "float16", "bfloat16"), action="append",
+                    help="format(s) to report (repeatable; default: all four)")
+    pr.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+
     gen = sub.add_parser("generate", help="load a weights directory and print what the model generates")
     gen.add_argument("dir", help="directory written by `prefixproof build`")
     gen.add_argument("--input", help="user tokens: text for ASCII models, comma-separated ids otherwise")
@@ -108,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "build":
             from verify.commands import cmd_build
             return cmd_build(args)
+        if args.command == "precision":
+            from verify.commands import cmd_precision
+            return cmd_precision(args)
         from verify.commands import cmd_generate
         return cmd_generate(args)
     except UsageError as e:

@@ -156,3 +156,20 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print(f"min margin {margins.min():.3g}; ties or negative margins: {int((~(margins > 0)).sum())}",
               file=sys.stderr)
     return 0
+
+
+def cmd_precision(args: argparse.Namespace) -> int:
+    import json
+
+    from verify.precision import precision_report, render
+
+    check_writable(args.json)
+    dtypes = list(dict.fromkeys(args.dtype or ["float64", "float32", "float16", "bfloat16"]))
+    report = precision_report(args.theorem, dtypes, lambda line: print(line, file=sys.stderr, flush=True))
+    print(render(args.theorem, report))
+    if args.json:
+        doc = {"format": "prefixproof-precision", "theorem": args.theorem,
+               "formats": {d: [f.to_json() for f in fs] for d, fs in report.items()}}
+        from pathlib import Path
+        Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    return 0

@@ -69,6 +69,39 @@ def grid_margins(e: Iv, ya: np.ndarray, yb: np.ndarray, V: int) -> np.ndarray:
     return np.where(ok, m, -np.inf)
 
 
+def singleton_margins(x: Iv, e: Iv, y: np.ndarray, W: np.ndarray, b: np.ndarray, fit: GridFit, ex: Exec) -> np.ndarray:
+    """Margin lower bound for single values y of a 1-input decoder, neighbours evaluated exactly.
+
+    For j = y +- 1 the difference (w_y - w_j) x + (c_y - c_j) uses the actual weights (affine in x, so its
+    minimum over the enclosure is at an end). For |j - y| >= 2 the grid lemma with perturbation applies:
+    it is at least 4/V^2 - 4|e|/V - slack when |e| <= 5/(2V) (proved in verify/symbolic.py).
+    """
+    w, c = W[:, 0], b
+    V = len(w)
+    xl, xh = x
+    x_mag = np.maximum(np.abs(xl), np.abs(xh))
+    out = np.full(len(y), np.inf)
+    for side in (-1, 1):
+        j = y + side
+        valid = (j >= 0) & (j < V)
+        jj = np.clip(j, 0, V - 1)
+        dw = (I.down(w[y] - w[jj]), I.up(w[y] - w[jj]))
+        dc = (I.down(c[y] - c[jj]), I.up(c[y] - c[jj]))
+        d = I.add(I.mul(dw, (xl, xh)), dc)[0]
+        if not ex.exact:
+            def size(k):
+                val = I.add(I.mul(I.point(w[k]), (xl, xh)), I.point(c[k]))
+                return np.abs(w[k]) * x_mag + I.mag(val)
+            d = I.down(d - I.up(ex.u * (1 + 2 * ex.u) * (size(y) + size(jj)) + 4 * ex.eta))
+        out = np.where(valid, np.minimum(out, d), out)
+    far_exists = (y >= 2) | (y <= V - 3)
+    a = I.mag(e)
+    inv_lo = I.down(1.0 / V)
+    far = I.down(I.down(4 * inv_lo * inv_lo) - I.up(4 * a / V) - fit.slack(x_mag, ex))
+    far = np.where(a <= I.down(2.5 * inv_lo), far, -np.inf)
+    return np.where(far_exists, np.minimum(out, far), out)
+
+
 def brute_margins(x: Iv, y: np.ndarray, W: np.ndarray, b: np.ndarray, ex: Exec) -> np.ndarray:
     """Lower bound of logit_y - max_{j != y} logit_j for x in the box, per row: x (B, h), y (B,).
 

@@ -161,11 +161,15 @@ def _abs(W: Any) -> Any:
 
 
 def _row_len(W: Any) -> int:
-    """Terms per dot product of x @ W.T (the inner length that rounding accumulates over)."""
+    """Terms per dot product of x @ W.T that can carry rounding: the most non-zero entries in a row of W.
+
+    Zero weights contribute exact zeros, which add no rounding error.
+    """
     if sp.issparse(W):
         counts = np.diff(sp.csr_array(W).indptr)
         return int(counts.max()) if counts.size else 0
-    return W.shape[1]
+    W = np.asarray(W)
+    return int(np.count_nonzero(W, axis=-1).max()) if W.size else 0
 
 
 def _right(x: np.ndarray, W: Any) -> np.ndarray:
@@ -267,22 +271,26 @@ def softmax(scores: Iv, visible: np.ndarray, ex: Exec = REAL) -> Iv:
 
         A_j >= e^{lo_j} / (e^{lo_j} + sum_{k != j} e^{hi_k}).
 
-    Exponents are shifted by the row maximum M of the upper ends. In executed
-    arithmetic the shift is the computed maximum m in [max lo, max hi], the
-    subtraction s_j - m, exp, the sum and the division each add their error.
+    Exponents are shifted by the row maximum M of the upper ends (the ratios do
+    not depend on the shift). In executed arithmetic the shift is the computed
+    maximum m; it cancels too, except through the rounding of s_j - m, and
+    exp, the sum and the division each add their error.
     Invisible keys get weight exactly 0.
     """
     lo = np.where(visible, scores[0], -np.inf)
     hi = np.where(visible, scores[1], -np.inf)
     M_hi = np.max(hi, axis=-1, keepdims=True)
-    M_lo = np.max(lo, axis=-1, keepdims=True) if not ex.exact else M_hi
     with np.errstate(invalid="ignore"):
         d_lo = np.where(visible, down(lo - M_hi), -np.inf)
-        d_hi = np.where(visible, up(hi - M_lo), -np.inf)
-    if not ex.exact:  # the executed subtraction s_j - m
+        d_hi = np.where(visible, up(hi - M_hi), -np.inf)
+    if not ex.exact:
+        # The executed shift m (some computed score, in [max lo, max hi]) is common to the row, so it cancels
+        # from every ratio except through the rounding of s_j - m: |fl(s_j - m) - (s_j - m)| <= u |s_j - m|.
+        M_lo = np.max(lo, axis=-1, keepdims=True)
         with np.errstate(invalid="ignore"):
-            d_lo = np.where(visible, down(d_lo - ex.u * np.abs(d_lo)), -np.inf)
-            d_hi = np.where(visible, up(d_hi + ex.u * np.abs(d_hi)), -np.inf)
+            D = np.where(visible, up(np.maximum(np.abs(lo - M_hi), np.abs(hi - M_lo))), 0.0)
+            d_lo = np.where(visible, down(d_lo - ex.u * D), -np.inf)
+            d_hi = np.where(visible, up(d_hi + ex.u * D), -np.inf)
     e_lo = exp((d_lo, d_lo), ex)  # encloses e^{d_lo}
     e_hi = exp((d_hi, d_hi), ex)  # encloses e^{d_hi}
     n = int(visible.shape[-1])

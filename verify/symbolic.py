@@ -67,6 +67,10 @@ def decode_lemma() -> Lemma:
     worst = step.subs(a, sp.Rational(3, 2) / V)
     lem.check("for |e| <= 3/(2V): h(k+1) - h(k) >= (2k-2)/V^2 >= 0 for k >= 1, so k = 1 is the minimum",
               _zero(worst - (2 * k - 2) / V**2) and (2 * (k - 1) / V**2).is_nonnegative)
+    worst2 = step.subs(a, sp.Rational(5, 2) / V).subs(k, k + 1)
+    lem.check("for |e| <= 5/(2V): h(k+1) - h(k) >= (2k-2)/V^2 >= 0 for k >= 2, so h(k) >= h(2) = 4/V^2 - 4|e|/V "
+              "for every k >= 2 (the bound used for non-neighbours)",
+              _zero(worst2 - 2 * (k - 1) / V**2) and _zero(h.subs(k, 2) - (4 / V**2 - 4 * a / V)))
     lem.check("h(1) = (1/V)(1/V - 2|e|), positive iff |e| < 1/(2V)",
               _zero(h.subs(k, 1) - (1 / V) * (1 / V - 2 * a)) and _zero(h.subs({k: 1, a: 1 / (2 * V)})))
     return lem

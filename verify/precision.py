@@ -1,0 +1,142 @@
+"""Precision report: where a construction stops being certified in a floating-point format.
+
+For each format the construction's weights are rounded to the format, the
+encoder's values are rounded as the encoder writes them, and every activation
+and accumulation is modelled with that format's unit roundoff
+(docs/certificates.md, "Executed arithmetic"). The decode obligation is run at
+growing sizes. The report gives the largest size certified and the first size
+that is not, and what happens there: FALSIFIED (a concrete input, run in the
+emulated format, decodes wrongly, confirmed by incremental generation) or
+UNKNOWN (the certificate fails and no counterexample was found).
+
+Sizes are searched by doubling, then bisection between the last certified and
+the first failing size. Certification is not proven monotone in the size, so
+sizes between the probes are not all checked; the probes are listed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from theorems import THEOREMS
+from theorems.base import RunContext
+from theorems.decode import run_decode
+from verify.verdict import Record, Verdict
+
+V_CAP = 65536
+N_CAP = 1024
+
+
+@dataclass
+class Frontier:
+    axis: str  # "V" or "N"
+    fixed: dict[str, int]
+    largest_ok: int | None  # largest certified size probed
+    first_fail: int | None  # smallest failing size probed above it
+    fail_record: Record | None
+    probes: list[tuple[int, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        rec = self.fail_record
+        return {
+            "axis": self.axis, "fixed": self.fixed, "largest_certified": self.largest_ok,
+            "first_not_certified": self.first_fail,
+            "verdict_there": None if rec is None else rec.verdict_text,
+            "counterexample": None if rec is None else rec.counterexample,
+            "probes": [{"size": s, "verdict": v} for s, v in self.probes],
+        }
+
+
+def decode_at(theorem_id: str, params: dict[str, int], dtype: str, seed: int = 0) -> Record:
+    spec = THEOREMS[theorem_id]
+    from theorems import theorem1, theorem2
+
+    lookup = {"theorem1": theorem1.SPEC, "theorem2": theorem2.SPEC}[theorem_id]
+    ctx = RunContext(params=spec.resolve(params), samples=20, seed=seed, dtype=dtype,
+                     levels=frozenset({"certify"}), extra={"cross_checks": False})
+    return run_decode(lookup, ctx)
+
+
+def frontier(theorem_id: str, dtype: str, axis: str, fixed: dict[str, int], cap: int,
+             say: Callable[[str], None] = lambda s: None) -> Frontier:
+    """Largest certified size along `axis` (V or N) with the other parameters `fixed`."""
+    lo_size = 2 if axis == "V" else 1
+    out = Frontier(axis, dict(fixed), None, None, None)
+
+    def probe(size: int) -> Record:
+        rec = decode_at(theorem_id, {**fixed, axis: size}, dtype)
+        out.probes.append((size, rec.verdict_text))
+        say(f"  {theorem_id} {dtype} {axis}={size} ({', '.join(f'{k}={v}' for k, v in fixed.items())}): "
+            f"{rec.verdict.name} in {rec.seconds:.2f}s")
+        return rec
+
+    size, ok, fail_rec = lo_size, None, None
+    while size <= cap:
+        rec = probe(size)
+        if rec.verdict is not Verdict.CERTIFIED:
+            fail_rec = rec
+            break
+        ok = size
+        if size == cap:
+            break
+        size = min(size * 2, cap)
+    if fail_rec is None:
+        out.largest_ok = ok
+        return out
+    bad = size
+    while ok is not None and bad - ok > 1:
+        mid = (ok + bad) // 2
+        rec = probe(mid)
+        if rec.verdict is Verdict.CERTIFIED:
+            ok = mid
+        else:
+            bad, fail_rec = mid, rec
+    out.largest_ok, out.first_fail, out.fail_record = ok, bad, fail_rec
+    return out
+
+
+def precision_report(theorem_id: str, dtypes: list[str], say: Callable[[str], None]) -> dict[str, list[Frontier]]:
+    """Frontiers per format: Theorem 1 along V for several N and along N at V=95; Theorem 2 along V."""
+    report: dict[str, list[Frontier]] = {}
+    for dtype in dtypes:
+        rows: list[Frontier] = []
+        if theorem_id == "theorem1":
+            for N in (1, 4, 20, 64, 256, 1024):
+                rows.append(frontier(theorem_id, dtype, "V", {"N": N}, V_CAP, say))
+            rows.append(frontier(theorem_id, dtype, "N", {"V": 95}, N_CAP, say))
+        else:
+            rows.append(frontier(theorem_id, dtype, "V", {}, V_CAP, say))
+        report[dtype] = rows
+    return report
+
+
+def render(theorem_id: str, report: dict[str, list[Frontier]]) -> str:
+    lines = [f"Precision report for {theorem_id}: weights, encodings, activations and accumulations rounded to the "
+             "format (docs/certificates.md)", ""]
+    head = ("format", "axis", "fixed", "largest certified", "first not certified", "verdict there")
+    rows = [head]
+    for dtype, frontiers in report.items():
+        for f in frontiers:
+            fixed = ", ".join(f"{k}={v}" for k, v in f.fixed.items()) or "-"
+            cap = V_CAP if f.axis == "V" else N_CAP
+            largest = "-" if f.largest_ok is None else (f">= {cap} (search cap)" if f.first_fail is None
+                                                        and f.largest_ok == cap else str(f.largest_ok))
+            rows.append((dtype, f.axis, fixed, largest, "-" if f.first_fail is None else str(f.first_fail),
+                         "-" if f.fail_record is None else f.fail_record.verdict_text))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(3, "  ".join("-" * w for w in widths))
+    for dtype, frontiers in report.items():
+        for f in frontiers:
+            rec = f.fail_record
+            if rec is not None and rec.counterexample:
+                ce = rec.counterexample
+                what = {k: _short(ce[k]) for k in ("target", "map", "input", "expected", "failing_position") if k in ce}
+                lines.append(f"  {dtype} {f.axis}={f.first_fail}: counterexample {what}; confirmed by "
+                             f"{ce['confirmation']['method']} -> {ce['confirmation'].get('generated')!r}")
+    return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 60) -> Any:
+    text = str(value)
+    return value if len(text) <= limit else text[:limit] + "..."
