@@ -112,13 +112,17 @@ def run_decode(spec: LookupSpec, ctx: RunContext) -> Record:
     num = check_decoding(model, problem, claim=spec.claim, params=dict(ctx.params), samples=numeric_samples,
                          seed=ctx.seed, dtype=ctx.dtype, weights_sha256=sha, min_margin=ctx.min_margin,
                          progress=ctx.reporter(spec.claim))
-    details["numeric"] = {"verdict": num.verdict.name, "inputs": num.coverage.covered, "min_margin": num.min_margin}
+    details["numeric"] = {"verdict": num.verdict_text, "min_margin": num.min_margin,
+                          "inputs": None if num.coverage is None else num.coverage.covered}
     if num.verdict in (Verdict.FALSIFIED, Verdict.ERROR):
         return Record(verdict=num.verdict, method=method + "; " + num.method, reason=num.reason,
                       coverage=num.coverage, min_margin=num.min_margin, counterexample=num.counterexample,
                       seconds=time.perf_counter() - t0, details=details, **common)
     if cert.reason:
         reason = cert.reason
+    elif num.coverage is None:
+        r, y, m = cert.failures[0]
+        reason = f"certificate fails at box (row {r}, value {y}) with margin bound {m:.3g}; numeric check: {num.reason}"
     else:
         r, y, m = cert.failures[0]
         reason = (f"certificate fails at box (row {r}, value {y}) with margin bound {m:.3g}; no counterexample "

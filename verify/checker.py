@@ -115,8 +115,14 @@ def check_decoding(
     A decision fails when its margin is not > 0 or is below `min_margin`.
     """
     t0 = time.perf_counter()
-    m, ops = executor(model, dtype)
     weights_sha256 = weights_sha256 or model_sha256(model)
+    if not all(layer.causal for layer in model.layers):
+        return Record(claim=claim, obligation="decode", verdict=Verdict.UNKNOWN, method="teacher-forced pass",
+                      arithmetic=f"numpy {dtype}", params=params, seconds=time.perf_counter() - t0, dtype=dtype,
+                      weights_sha256=weights_sha256,
+                      reason="non-causal attention: greedy generation recomputes every prefix, so one "
+                             "teacher-forced pass does not decide it")
+    m, ops = executor(model, dtype)
     exhaustive = problem.total <= exhaustive_limit
     workers = workers or default_workers()
     bs = batch_size_for(m, problem.positions_per_input, workers)

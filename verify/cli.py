@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="format(s) to report (repeatable; default: all four)")
     pr.add_argument("--json", metavar="PATH", help="also write the report as JSON")
 
+    st = sub.add_parser("selftest", help="run the verifier against its mutants and print the kill rate")
+    st.add_argument("--quiet", action="store_true", help="only the summary")
+
     gen = sub.add_parser("generate", help="load a weights directory and print what the model generates")
     gen.add_argument("dir", help="directory written by `prefixproof build`")
     gen.add_argument("--input", help="user tokens: text for ASCII models, comma-separated ids otherwise")
@@ -114,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "build":
             from verify.commands import cmd_build
             return cmd_build(args)
+        if args.command == "selftest":
+            from verify.commands import cmd_selftest
+            return cmd_selftest(args)
         if args.command == "precision":
             from verify.commands import cmd_precision
             return cmd_precision(args)

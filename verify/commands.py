@@ -173,3 +173,12 @@ def cmd_precision(args: argparse.Namespace) -> int:
         from pathlib import Path
         Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
     return 0
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """Exit 0 only when every mutant is FALSIFIED or UNKNOWN and every control behaves."""
+    from verify.selftest import run_selftest, summary
+
+    outcomes = run_selftest((lambda s: None) if args.quiet else (lambda s: print(s, flush=True)))
+    print(summary(outcomes))
+    return 0 if all(o.ok for o in outcomes) else 1
