@@ -28,10 +28,10 @@ from theorems.base import RunContext
 from theorems.encoding import LookupEncoding
 from verify.arb import cross_check
 from verify.certify import box_bounds, certify_lookup
-from verify.checker import DecodeProblem, check_decoding, search_boxes
+from verify.checker import DecodeProblem, check_decoding, evaluate_boxes, search_boxes
 from verify.claims import LookupRows
 from verify.dtypes import round_model
-from verify.interval import exec_for
+from verify.interval import REAL, exec_for
 from verify.verdict import Coverage, Record, Verdict
 
 ARB_LIMIT = 400_000  # arb cross-check only when (positions x width^2) per box stays below this
@@ -78,21 +78,29 @@ def run_decode(spec: LookupSpec, ctx: RunContext) -> Record:
                       **common)
     if cert.certified:
         problems = _arb_check(run_model, enc, spec, claim, ex, ctx, details)
-        num = check_decoding(model, problem, claim=spec.claim, params=dict(ctx.params), samples=numeric_samples,
-                             seed=ctx.seed, dtype=ctx.dtype, weights_sha256=sha, min_margin=ctx.min_margin)
-        details["numeric_cross_check"] = {"verdict": num.verdict.name, "inputs": num.coverage.covered,
-                                          "min_margin": num.min_margin}
-        # the numeric run is one execution the certificate covers: its margins may not fall below the bound
-        # (beyond the rounding of the final subtraction that forms the margin)
-        if num.verdict is Verdict.FALSIFIED or num.min_margin < cert.min_margin - 2**-50 * abs(cert.min_margin):
-            problems.append(f"numeric evaluation found margin {num.min_margin} below the certified bound "
+        # Numeric cross-check: concrete inputs from the extreme and some random boxes, in the same arithmetic
+        # (the full sampled run as well with --level all). Each is one execution the certificate covers: its
+        # margin may not fall below the bound, beyond the rounding of the final subtraction forming the margin.
+        num = evaluate_boxes(model, problem, _check_boxes(claim.rows, claim.V, ctx.seed), dtype=ctx.dtype,
+                             min_margin=ctx.min_margin, seed=ctx.seed)
+        counterexample = num["counterexample"]
+        if "numeric" in ctx.levels:
+            full = check_decoding(model, problem, claim=spec.claim, params=dict(ctx.params), samples=ctx.samples,
+                                  seed=ctx.seed, dtype=ctx.dtype, weights_sha256=sha, min_margin=ctx.min_margin,
+                                  progress=ctx.reporter(spec.claim))
+            num = {"min_margin": min(num["min_margin"], full.min_margin),
+                   "inputs": num["inputs"] + full.coverage.covered, "counterexample": counterexample or full.counterexample}
+        details["numeric_cross_check"] = {"inputs": num["inputs"], "min_margin": num["min_margin"]}
+        if num["counterexample"] is not None or num["min_margin"] < cert.min_margin - 2**-50 * abs(cert.min_margin):
+            problems.append(f"numeric evaluation found margin {num['min_margin']} below the certified bound "
                             f"{cert.min_margin}")
         if problems:
             return Record(verdict=Verdict.ERROR, method=method, reason="; ".join(problems),
-                          counterexample=num.counterexample, seconds=time.perf_counter() - t0,
+                          counterexample=num["counterexample"], seconds=time.perf_counter() - t0,
                           details=details, **common)
         cov = Coverage(problem.total, problem.total, problem.form)
-        method += f"; cross-checked: arb on {details['arb_cross_check']['boxes']} boxes, numeric on {num.coverage.covered} inputs"
+        method += (f"; cross-checked: arb on {details['arb_cross_check']['boxes']} boxes, "
+                   f"numeric on {num['inputs']} inputs")
         return Record(verdict=Verdict.CERTIFIED, method=method, coverage=cov, min_margin=cert.min_margin,
                       seconds=time.perf_counter() - t0, details=details, **common)
 
@@ -131,6 +139,14 @@ def run_decode(spec: LookupSpec, ctx: RunContext) -> Record:
                   min_margin=num.min_margin, seconds=time.perf_counter() - t0, details=details, **common)
 
 
+def _check_boxes(R: int, V: int, seed: int) -> list[tuple[int, int]]:
+    """The extreme boxes (last and first rows, largest and smallest values) and a few random ones."""
+    rng = np.random.default_rng(seed)
+    boxes = {(R - 1, V - 1), (R - 1, 0), (0, V - 1), (0, 0)}
+    boxes |= {(int(rng.integers(R)), int(rng.integers(V))) for _ in range(4)}
+    return sorted(boxes)
+
+
 def _arb_check(model: Model, enc: LookupEncoding, spec: LookupSpec, claim_rows: LookupRows, ex, ctx: RunContext,
                details: dict[str, Any]) -> list[str]:
     """arb balls on the extreme boxes of the last rows and a few random ones (real arithmetic on both sides)."""
@@ -141,13 +157,7 @@ def _arb_check(model: Model, enc: LookupEncoding, spec: LookupSpec, claim_rows: 
                                       f"({positions} positions x width {width})"}
         return []
     exact_rows = spec.rows(enc.payload, enc, None)  # exact encodings y/V, real arithmetic
-    R, V = exact_rows.rows, exact_rows.V
-    rng = np.random.default_rng(ctx.seed)
-    boxes = {(R - 1, V - 1), (R - 1, 0), (0, V - 1)}
-    boxes |= {(int(rng.integers(R)), int(rng.integers(V))) for _ in range(3)}
-    boxes = sorted(boxes)
-    from verify.interval import REAL
-
+    boxes = _check_boxes(exact_rows.rows, exact_rows.V, ctx.seed)
     bounds = box_bounds(model, exact_rows, REAL, boxes)
     problems = cross_check(model, exact_rows, bounds, points=1, seed=ctx.seed)
     details["arb_cross_check"] = {"boxes": len(boxes), "disagreements": problems}

@@ -166,15 +166,25 @@ def check_decoding(
 def search_boxes(model: Model, problem: DecodeProblem, boxes: list[tuple[int, int]], *, dtype: str = "float64",
                  min_margin: float = 0.0, per_box: int = 8, seed: int = 0) -> dict[str, Any] | None:
     """Look for a concrete failing input inside the given (row, value) boxes; confirmed like a checker failure."""
+    return evaluate_boxes(model, problem, boxes, dtype=dtype, min_margin=min_margin, per_box=per_box,
+                          seed=seed)["counterexample"]
+
+
+def evaluate_boxes(model: Model, problem: DecodeProblem, boxes: list[tuple[int, int]], *, dtype: str = "float64",
+                   min_margin: float = 0.0, per_box: int = 8, seed: int = 0) -> dict[str, Any]:
+    """Run concrete inputs from each (row, value) box: the smallest margin at the boxes' decisions, the number
+    of inputs, and the first failure (confirmed by incremental generation), or None."""
     m, ops = executor(model, dtype)
     rng = np.random.default_rng(seed)
+    lowest, count = math.inf, 0
     for row, y in boxes:
         batch = problem.batch_of(problem.box_inputs(row, y, rng, per_box))
         at = batch.positions[batch.positions == problem.position_of(row)]
         batch = Batch(batch.soft, batch.tokens, batch.expected[:, np.isin(batch.positions, at)], at, batch.items)
         logits = forward(m, batch.tokens, batch.soft, ops=ops, outputs_at=batch.positions).logits
         tally = _Tally()
-        tally.add(batch, decode_margins(logits, batch.expected), min_margin)
+        tally.add(batch, decode_margins(np.asarray(logits, dtype=np.float64), batch.expected), min_margin)
+        lowest, count = min(lowest, tally.min_margin), count + tally.seen
         if tally.first is None:
             continue
         item, position, margin = tally.first
@@ -184,5 +194,5 @@ def search_boxes(model: Model, problem: DecodeProblem, boxes: list[tuple[int, in
         if min_margin > 0 and margin > 0:
             second["fails"] = bool(second.get("min_margin", margin) < min_margin)
         counterexample["confirmation"] = second
-        return counterexample
-    return None
+        return {"min_margin": lowest, "inputs": count, "counterexample": counterexample}
+    return {"min_margin": lowest, "inputs": count, "counterexample": None}
