@@ -10,8 +10,11 @@ emulated format, decodes wrongly, confirmed by incremental generation) or
 UNKNOWN (the certificate fails and no counterexample was found).
 
 Sizes are searched by doubling, then bisection between the last certified and
-the first failing size. Certification is not proven monotone in the size, so
-sizes between the probes are not all checked; the probes are listed.
+the first failing size. From there on a second search (doubling, bisection)
+looks for the smallest size with a confirmed counterexample: between the two
+the worst-case rounding model cannot certify, yet no input was seen to fail.
+Neither property is proven monotone in the size, so sizes between the probes
+are not all checked; the probes are listed in the JSON report.
 """
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ class Frontier:
     first_fail: int | None  # smallest failing size probed above it
     fail_record: Record | None
     probes: list[tuple[int, str]] = field(default_factory=list)
+    first_falsified: int | None = None  # smallest size probed with a confirmed counterexample
+    falsified_record: Record | None = None
 
     def to_json(self) -> dict[str, Any]:
         rec = self.fail_record
@@ -43,17 +48,20 @@ class Frontier:
             "first_not_certified": self.first_fail,
             "verdict_there": None if rec is None else rec.verdict_text,
             "counterexample": None if rec is None else rec.counterexample,
+            "first_falsified": self.first_falsified,
+            "falsified_counterexample": None if self.falsified_record is None else self.falsified_record.counterexample,
             "probes": [{"size": s, "verdict": v} for s, v in self.probes],
         }
 
 
-def decode_at(theorem_id: str, params: dict[str, int], dtype: str, seed: int = 0) -> Record:
+def decode_at(theorem_id: str, params: dict[str, int], dtype: str, seed: int = 0, search: bool = False) -> Record:
+    """The decode obligation at one size: the certificate alone, or (search) also hunting a counterexample."""
     spec = THEOREMS[theorem_id]
     from theorems import theorem1, theorem2
 
     lookup = {"theorem1": theorem1.SPEC, "theorem2": theorem2.SPEC}[theorem_id]
-    ctx = RunContext(params=spec.resolve(params), samples=20, seed=seed, dtype=dtype,
-                     levels=frozenset({"certify"}), extra={"cross_checks": False})
+    ctx = RunContext(params=spec.resolve(params), samples=32, seed=seed, dtype=dtype,
+                     levels=frozenset({"certify"}), extra={"cross_checks": search})
     return run_decode(lookup, ctx)
 
 
@@ -92,7 +100,42 @@ def frontier(theorem_id: str, dtype: str, axis: str, fixed: dict[str, int], cap:
         else:
             bad, fail_rec = mid, rec
     out.largest_ok, out.first_fail, out.fail_record = ok, bad, fail_rec
+    _first_falsified(out, theorem_id, dtype, axis, fixed, cap, say)
     return out
+
+
+def _first_falsified(out: Frontier, theorem_id: str, dtype: str, axis: str, fixed: dict[str, int], cap: int,
+                     say: Callable[[str], None]) -> None:
+    """From the first uncertified size on, the smallest size where a concrete input really fails."""
+
+    def probe(size: int) -> Record:
+        rec = decode_at(theorem_id, {**fixed, axis: size}, dtype, search=True)
+        out.probes.append((size, rec.verdict_text))
+        say(f"  {theorem_id} {dtype} {axis}={size}: counterexample search -> {rec.verdict.name}")
+        return rec
+
+    size, unknown = out.first_fail, out.largest_ok
+    hit = None
+    while size is not None and size <= cap:
+        rec = probe(size)
+        if rec.verdict is Verdict.FALSIFIED:
+            hit = (size, rec)
+            break
+        unknown = size
+        if size == cap:
+            break
+        size = min(size * 2, cap)
+    if hit is None:
+        return
+    bad, rec_bad = hit
+    while unknown is not None and bad - unknown > 1:
+        mid = (unknown + bad) // 2
+        rec = probe(mid)
+        if rec.verdict is Verdict.FALSIFIED:
+            bad, rec_bad = mid, rec
+        else:
+            unknown = mid
+    out.first_falsified, out.falsified_record = bad, rec_bad
 
 
 def precision_report(theorem_id: str, dtypes: list[str], say: Callable[[str], None]) -> dict[str, list[Frontier]]:
@@ -113,7 +156,8 @@ def precision_report(theorem_id: str, dtypes: list[str], say: Callable[[str], No
 def render(theorem_id: str, report: dict[str, list[Frontier]]) -> str:
     lines = [f"Precision report for {theorem_id}: weights, encodings, activations and accumulations rounded to the "
              "format (docs/certificates.md)", ""]
-    head = ("format", "axis", "fixed", "largest certified", "first not certified", "verdict there")
+    head = ("format", "axis", "fixed", "largest certified", "first not certified", "first counterexample",
+            "verdict at first not certified")
     rows = [head]
     for dtype, frontiers in report.items():
         for f in frontiers:
@@ -122,17 +166,18 @@ def render(theorem_id: str, report: dict[str, list[Frontier]]) -> str:
             largest = "-" if f.largest_ok is None else (f">= {cap} (search cap)" if f.first_fail is None
                                                         and f.largest_ok == cap else str(f.largest_ok))
             rows.append((dtype, f.axis, fixed, largest, "-" if f.first_fail is None else str(f.first_fail),
-                         "-" if f.fail_record is None else f.fail_record.verdict_text))
+                         "-" if f.first_falsified is None else str(f.first_falsified),
+                         "-" if f.fail_record is None else _short(f.fail_record.verdict_text, 70)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(3, "  ".join("-" * w for w in widths))
     for dtype, frontiers in report.items():
         for f in frontiers:
-            rec = f.fail_record
+            rec = f.falsified_record
             if rec is not None and rec.counterexample:
                 ce = rec.counterexample
                 what = {k: _short(ce[k]) for k in ("target", "map", "input", "expected", "failing_position") if k in ce}
-                lines.append(f"  {dtype} {f.axis}={f.first_fail}: counterexample {what}; confirmed by "
+                lines.append(f"  {dtype} {f.axis}={f.first_falsified}: counterexample {what}; confirmed by "
                              f"{ce['confirmation']['method']} -> {ce['confirmation'].get('generated')!r}")
     return "\n".join(lines)
 
