@@ -76,7 +76,7 @@ def run_hardmax(claim: str, model: Model, soft: Form, query_pos: np.ndarray, m: 
                      "logit_j = (2j/V)(Y_i/V) - (j/V)^2, for every other target and free token",
         "min_score_gap": None if ops.min_gap is None else str(ops.min_gap),
         "max_competing_keys": ops.max_competitors,
-        "parametric_in": "per instance (this V, N)",
+        "per_instance": ", ".join(f"{k}={v}" for k, v in ctx.params.items()),
     }
     if bad or not gap_ok or not comp_ok:
         why = (f"row {bad[0][0]}: logit {bad[0][1]} is not the grid logit" if bad else

@@ -63,11 +63,28 @@ def table(results: Sequence[ClaimResult]) -> str:
         params = ", ".join(f"{k}={v}" for k, v in c.params.items())
         lines.append(f"{c.theorem.id} ({params}): {c.verdict.name} - weakest of {len(c.records)} obligation(s)")
         for r in c.records:
-            if r.counterexample:
-                lines.append(f"  counterexample for {r.obligation}: {json.dumps(r.counterexample)}")
-            if r.verdict is Verdict.SAMPLED:
-                lines.append(f"  {r.obligation}: SAMPLED is evidence from seeded samples (seed {r.seed}), not a proof")
+            lines.extend(f"  {line}" for line in _explain(r))
     return "\n".join(lines)
+
+
+def _explain(r: Record) -> list[str]:
+    """One or two lines saying how strong a record's verdict is and what it rests on."""
+    out = []
+    d = r.details or {}
+    if r.verdict is Verdict.PROVED and d.get("parametric_in"):
+        extra = f"; {d['per_instance']}" if d.get("per_instance") else ""
+        out.append(f"{r.obligation}: PROVED, parametric in {d['parametric_in']}{extra}")
+    elif r.verdict is Verdict.PROVED and d.get("per_instance"):
+        out.append(f"{r.obligation}: PROVED per instance ({d['per_instance']})")
+    elif r.verdict is Verdict.CERTIFIED:
+        bound = d.get("certificate", {}).get("margin_lower_bound")
+        out.append(f"{r.obligation}: CERTIFIED for every input in {r.arithmetic}; decode margin >= {bound:.6g}")
+    elif r.verdict is Verdict.SAMPLED:
+        out.append(f"{r.obligation}: SAMPLED is evidence from seeded samples (seed {r.seed}), not a proof")
+    if r.counterexample:
+        ce = json.dumps(r.counterexample)
+        out.append(f"counterexample for {r.obligation}: {ce if len(ce) < 400 else ce[:400] + '...'}")
+    return out
 
 
 def to_json(results: Sequence[ClaimResult], argv: Sequence[str]) -> dict[str, Any]:
