@@ -110,3 +110,22 @@ def embedding_hull(E) -> tuple[np.ndarray, np.ndarray]:
     """Exact column-wise min and max over the token embeddings (every token a free position may hold)."""
     dense = exact_dense(E)
     return np.array([min(col) for col in dense.T], dtype=object), np.array([max(col) for col in dense.T], dtype=object)
+
+
+def lookup_obligations(claim: str, what: str, spec, hardmax: Callable, leakage: Callable) -> tuple:
+    """The four obligations every lookup theorem has; `what` names the decoded value (Y_i/V, m(u)/V)."""
+    from theorems.base import Obligation
+    from theorems.decode import run_decode
+
+    return (
+        Obligation("decode-lemma", "nearest-grid decoding picks y with margin (1/V)(1/V - 2|x - y/V|)",
+                   ("symbolic",), "verify.symbolic.decode_lemma", lambda ctx: run_decode_lemma(claim, ctx),
+                   applies_to_weights=False),
+        Obligation("leakage-bound", f"the derived scale keeps the selected value within 1/(4V) of {what}",
+                   ("symbolic",), "verify.symbolic.leakage_lemma", leakage, applies_to_weights=False),
+        Obligation("hardmax-lookup", f"in the hardmax limit every decision's logits are the grid logits of {what}",
+                   ("symbolic",), "verify.hardmax.HardmaxOps", hardmax, applies_to_weights=False),
+        Obligation("decode", "every input decodes with a positive margin at every decision, at the actual scale, in "
+                   "the executed arithmetic (teacher-forced, equivalent to greedy generation)", ("certify", "numeric"),
+                   "verify.certify.certify_lookup / verify.checker.check_decoding", lambda ctx: run_decode(spec, ctx)),
+    )

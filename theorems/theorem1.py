@@ -8,11 +8,10 @@ import numpy as np
 from constructions.alphabet import render
 from constructions.model import Model
 from constructions.theorem1 import Theorem1
-from theorems.base import Obligation, Param, RunContext, Theorem
-from theorems.decode import LookupSpec, run_decode
+from theorems.base import Param, RunContext, Theorem
+from theorems.decode import LookupSpec
 from theorems.encoding import LookupEncoding
-from theorems.symbolic_obligations import (embedding_hull, payload_forms, run_decode_lemma, run_hardmax,
-                                           run_leakage)
+from theorems.symbolic_obligations import embedding_hull, lookup_obligations, payload_forms, run_hardmax, run_leakage
 from verify.arith import NumpyOps
 from verify.checker import Batch
 from verify.claims import theorem1_rows
@@ -139,17 +138,5 @@ THEOREM = Theorem(
         Param("V", "vocabulary size", 2, 95),
         Param("N", "response length", 1, 20),
     ),
-    obligations=(
-        Obligation("decode-lemma", "nearest-grid decoding picks y with margin (1/V)(1/V - 2|x - y/V|)",
-                   ("symbolic",), "verify.symbolic.decode_lemma", lambda ctx: run_decode_lemma(THEOREM.id, ctx),
-                   applies_to_weights=False),
-        Obligation("leakage-bound", "the derived scale keeps the selected value within 1/(4V) of Y_i/V",
-                   ("symbolic",), "verify.symbolic.leakage_lemma", run_leakage_bound, applies_to_weights=False),
-        Obligation("hardmax-lookup", "in the hardmax limit the logits at position i are the grid logits of Y_i/V",
-                   ("symbolic",), "verify.hardmax.HardmaxOps", run_hardmax_lookup, applies_to_weights=False),
-        Obligation("decode", "every target decodes at every position with a positive margin, at the actual "
-                   "scale, in the executed arithmetic (teacher-forced, equivalent to greedy generation)",
-                   ("certify", "numeric"), "verify.certify.certify_lookup / verify.checker.check_decoding",
-                   lambda ctx: run_decode(SPEC, ctx)),
-    ),
+    obligations=lookup_obligations("theorem1", "Y_i/V", SPEC, run_hardmax_lookup, run_leakage_bound),
 )

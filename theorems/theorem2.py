@@ -8,10 +8,10 @@ import numpy as np
 from constructions.alphabet import render
 from constructions.model import Model
 from constructions.theorem2 import Theorem2
-from theorems.base import Obligation, Param, RunContext, Theorem
-from theorems.decode import LookupSpec, run_decode
+from theorems.base import Param, RunContext, Theorem
+from theorems.decode import LookupSpec
 from theorems.encoding import LookupEncoding
-from theorems.symbolic_obligations import payload_forms, run_decode_lemma, run_hardmax, run_leakage
+from theorems.symbolic_obligations import lookup_obligations, payload_forms, run_hardmax, run_leakage
 from verify.arith import NumpyOps
 from verify.checker import Batch
 from verify.claims import theorem2_rows
@@ -157,16 +157,5 @@ THEOREM = Theorem(
     ),
     predicate="forall m in [V]^[V], u in [V]: argmax logits(model, [virtual(m/V), u])[1] == m(u), margin > 0",
     params=(Param("V", "vocabulary size", 2, 95),),
-    obligations=(
-        Obligation("decode-lemma", "nearest-grid decoding picks y with margin (1/V)(1/V - 2|x - y/V|)",
-                   ("symbolic",), "verify.symbolic.decode_lemma", lambda ctx: run_decode_lemma(THEOREM.id, ctx),
-                   applies_to_weights=False),
-        Obligation("leakage-bound", "the derived scale keeps the selected value within 1/(4V) of m(u)/V",
-                   ("symbolic",), "verify.symbolic.leakage_lemma", run_leakage_bound, applies_to_weights=False),
-        Obligation("hardmax-lookup", "in the hardmax limit the logits at position 1 are the grid logits of m(u)/V",
-                   ("symbolic",), "verify.hardmax.HardmaxOps", run_hardmax_lookup, applies_to_weights=False),
-        Obligation("decode", "every (map, user token) pair decodes to m(u) with a positive margin, at the actual "
-                   "scale, in the executed arithmetic", ("certify", "numeric"),
-                   "verify.certify.certify_lookup / verify.checker.check_decoding", lambda ctx: run_decode(SPEC, ctx)),
-    ),
+    obligations=lookup_obligations("theorem2", "m(u)/V", SPEC, run_hardmax_lookup, run_leakage_bound),
 )

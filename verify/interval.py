@@ -222,19 +222,9 @@ def matmul(A: Iv, B: Iv, ex: Exec = REAL) -> Iv:
 
 
 def dot_rows(a: Iv, b: Iv, ex: Exec = REAL) -> Iv:
-    """Row-wise dot products sum_k a[..., k] b[..., k] (same shapes)."""
-    n = a[0].shape[-1]
-    g = gamma(max(n, 1))
-    ac, ar = mid_rad(a)
-    bc, br = mid_rad(b)
-    cc = np.sum(ac * bc, axis=-1)
-    size = np.sum(np.abs(ac) * np.abs(bc), axis=-1)
-    rad = np.sum(np.abs(ac) * br + ar * (np.abs(bc) + br), axis=-1)
-    rad = up((rad + g * size) * (1 + 4 * g) + n * ETA)
-    out = down(cc - rad), up(cc + rad)
-    if not ex.exact:
-        out = widen(out, up(ex.dot(n) * (size + rad) * (1 + 4 * g) + n * ex.eta))
-    return out
+    """Row-wise dot products sum_k a[..., k] b[..., k] (same shapes): batched 1 x n times n x 1 products."""
+    out = matmul((a[0][..., None, :], a[1][..., None, :]), (b[0][..., :, None], b[1][..., :, None]), ex)
+    return out[0][..., 0, 0], out[1][..., 0, 0]
 
 
 def sum_last(a: Iv, ex: Exec = REAL) -> Iv:

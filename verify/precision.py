@@ -65,77 +65,58 @@ def decode_at(theorem_id: str, params: dict[str, int], dtype: str, seed: int = 0
     return run_decode(lookup, ctx)
 
 
-def frontier(theorem_id: str, dtype: str, axis: str, fixed: dict[str, int], cap: int,
-             say: Callable[[str], None] = lambda s: None) -> Frontier:
-    """Largest certified size along `axis` (V or N) with the other parameters `fixed`."""
-    lo_size = 2 if axis == "V" else 1
-    out = Frontier(axis, dict(fixed), None, None, None)
+def _probe(out: Frontier, theorem_id: str, dtype: str, axis: str, fixed: dict[str, int], size: int, search: bool,
+           say: Callable[[str], None]) -> Record:
+    rec = decode_at(theorem_id, {**fixed, axis: size}, dtype, search=search)
+    out.probes.append((size, rec.verdict_text))
+    where = ", ".join(f"{k}={v}" for k, v in fixed.items())
+    say(f"  {theorem_id} {dtype} {axis}={size} ({where}){' counterexample search' if search else ''}: "
+        f"{rec.verdict.name} in {rec.seconds:.2f}s")
+    return rec
 
-    def probe(size: int) -> Record:
-        rec = decode_at(theorem_id, {**fixed, axis: size}, dtype)
-        out.probes.append((size, rec.verdict_text))
-        say(f"  {theorem_id} {dtype} {axis}={size} ({', '.join(f'{k}={v}' for k, v in fixed.items())}): "
-            f"{rec.verdict.name} in {rec.seconds:.2f}s")
-        return rec
 
-    size, ok, fail_rec = lo_size, None, None
+def _search(probe: Callable[[int], Record], start: int, below: int | None, cap: int,
+            bad: Callable[[Record], bool]) -> tuple[int | None, int | None, Record | None]:
+    """Doubling from `start`, then bisection: (largest good size, smallest bad size, its record).
+
+    `below` is a size already known good (or None). Sizes between probes are not all checked.
+    """
+    size, good, hit = start, below, None
     while size <= cap:
         rec = probe(size)
-        if rec.verdict is not Verdict.CERTIFIED:
-            fail_rec = rec
+        if bad(rec):
+            hit = rec
             break
-        ok = size
-        if size == cap:
-            break
-        size = min(size * 2, cap)
-    if fail_rec is None:
-        out.largest_ok = ok
-        return out
-    bad = size
-    while ok is not None and bad - ok > 1:
-        mid = (ok + bad) // 2
-        rec = probe(mid)
-        if rec.verdict is Verdict.CERTIFIED:
-            ok = mid
-        else:
-            bad, fail_rec = mid, rec
-    out.largest_ok, out.first_fail, out.fail_record = ok, bad, fail_rec
-    _first_falsified(out, theorem_id, dtype, axis, fixed, cap, say)
-    return out
-
-
-def _first_falsified(out: Frontier, theorem_id: str, dtype: str, axis: str, fixed: dict[str, int], cap: int,
-                     say: Callable[[str], None]) -> None:
-    """From the first uncertified size on, the smallest size where a concrete input really fails."""
-
-    def probe(size: int) -> Record:
-        rec = decode_at(theorem_id, {**fixed, axis: size}, dtype, search=True)
-        out.probes.append((size, rec.verdict_text))
-        say(f"  {theorem_id} {dtype} {axis}={size}: counterexample search -> {rec.verdict.name}")
-        return rec
-
-    size, unknown = out.first_fail, out.largest_ok
-    hit = None
-    while size is not None and size <= cap:
-        rec = probe(size)
-        if rec.verdict is Verdict.FALSIFIED:
-            hit = (size, rec)
-            break
-        unknown = size
+        good = size
         if size == cap:
             break
         size = min(size * 2, cap)
     if hit is None:
-        return
-    bad, rec_bad = hit
-    while unknown is not None and bad - unknown > 1:
-        mid = (unknown + bad) // 2
+        return good, None, None
+    worst = size
+    while good is not None and worst - good > 1:
+        mid = (good + worst) // 2
         rec = probe(mid)
-        if rec.verdict is Verdict.FALSIFIED:
-            bad, rec_bad = mid, rec
+        if bad(rec):
+            worst, hit = mid, rec
         else:
-            unknown = mid
-    out.first_falsified, out.falsified_record = bad, rec_bad
+            good = mid
+    return good, worst, hit
+
+
+def frontier(theorem_id: str, dtype: str, axis: str, fixed: dict[str, int], cap: int,
+             say: Callable[[str], None] = lambda s: None) -> Frontier:
+    """Largest certified size along `axis` (V or N) with the other parameters `fixed`, then the first
+    size with a confirmed counterexample."""
+    out = Frontier(axis, dict(fixed), None, None, None)
+    out.largest_ok, out.first_fail, out.fail_record = _search(
+        lambda n: _probe(out, theorem_id, dtype, axis, fixed, n, False, say), 2 if axis == "V" else 1, None, cap,
+        lambda rec: rec.verdict is not Verdict.CERTIFIED)
+    if out.first_fail is not None:
+        _, out.first_falsified, out.falsified_record = _search(
+            lambda n: _probe(out, theorem_id, dtype, axis, fixed, n, True, say), out.first_fail, out.largest_ok, cap,
+            lambda rec: rec.verdict is Verdict.FALSIFIED)
+    return out
 
 
 def precision_report(theorem_id: str, dtypes: list[str], say: Callable[[str], None]) -> dict[str, list[Frontier]]:
