@@ -1,5 +1,6 @@
 """The checker and runner: verdict words, confirmation by a second path, errors never pass."""
 import numpy as np
+import pytest
 
 from constructions.theorem1 import Theorem1
 from theorems.encoding import LookupEncoding
@@ -22,8 +23,8 @@ def test_decode_margins_counts_ties_and_nan_as_failures():
 class DisagreeingInputs(Theorem1Inputs):
     """A problem whose second code path (wrongly) reports success: the checker must say ERROR."""
 
-    def confirm(self, model, ops, item):
-        return {"method": "stub", "fails": False}
+    def confirm(self, model, ops, item, position=None):
+        return {"method": "stub", "fails": False, "margin_at": 0.01}  # far from the first path's margin
 
 
 def test_unconfirmed_counterexample_is_error_not_falsified():
@@ -86,3 +87,26 @@ def test_report_json_carries_the_record_fields():
                 "seed", "dtype", "weights_sha256", "counterexample"):
         assert key in ob
     assert ob["coverage"]["covered"] == 5 and ob["min_margin"] == 0.25
+
+
+class ShiftedInputs(Theorem1Inputs):
+    """A second path whose margin at the failing decision is the first path's plus `shift`."""
+
+    shift = 0.0
+    first = 0.0
+
+    def confirm(self, model, ops, item, position=None):
+        return {"method": "stub", "fails": False, "margin_at": self.first + self.shift}
+
+
+@pytest.mark.parametrize("shift,verdict", [(1e-17, Verdict.FALSIFIED), (0.5, Verdict.ERROR)])
+def test_second_path_agreeing_within_rounding_confirms(shift, verdict):
+    c = Theorem1(95, 10)
+    enc = LookupEncoding.of(c.model(), "target")
+    first = check_decoding(c.model(scale=0.0), Theorem1Inputs(enc), claim="t", params={}, samples=5, seed=0)
+    problem = ShiftedInputs(enc)
+    problem.first, problem.shift = first.counterexample["teacher_forced_margin"], shift
+    rec = check_decoding(c.model(scale=0.0), problem, claim="theorem1", params={}, samples=5, seed=0)
+    assert rec.verdict is verdict
+    if verdict is Verdict.FALSIFIED:
+        assert "rounding" in rec.counterexample["confirmation"]["note"]

@@ -41,12 +41,13 @@ def test_softmax_encloses_and_beats_naive(seed, width, spread):
     A = I.softmax(box, vis)
     pts = []
     for p in sample(rng, box, 30):
-        e = np.where(vis, np.exp(p - np.where(vis, p, -np.inf).max(-1, keepdims=True)), 0.0)
+        q = np.where(vis, p, -np.inf)
+        e = np.exp(q - q.max(-1, keepdims=True))
         pts.append(e / e.sum(-1, keepdims=True))
     assert encloses(A, pts)
     # naive exp/sum-exp with intervals is wider (DESIGN: several times too wide)
     top = np.where(vis, s, -np.inf).max(-1, keepdims=True)
-    lo_e, hi_e = np.exp(box[0] - top), np.exp(box[1] - top)
+    lo_e, hi_e = np.exp(np.where(vis, box[0], -np.inf) - top), np.exp(np.where(vis, box[1], -np.inf) - top)
     lo_e, hi_e = np.where(vis, lo_e, 0), np.where(vis, hi_e, 0)
     naive_w = hi_e / lo_e.sum(-1, keepdims=True) - lo_e / hi_e.sum(-1, keepdims=True)
     if width > 0:  # (at width 0 only rounding padding remains)

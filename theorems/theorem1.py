@@ -82,7 +82,7 @@ class Theorem1Inputs:
     def batch_of(self, items: Any) -> Batch:
         return self._batch(np.asarray(items, dtype=np.int64))
 
-    def confirm(self, model: Model, ops: NumpyOps, item: Any) -> dict[str, Any]:
+    def confirm(self, model: Model, ops: NumpyOps, item: Any, position: int | None = None) -> dict[str, Any]:
         Y = np.asarray(item)
         gen = generate(model, soft=self.enc.encode_batch(Y[None]), ops=ops)
         out, margins = gen.tokens[0], gen.margins[0]
@@ -92,6 +92,7 @@ class Theorem1Inputs:
             "generated": render(out, self.enc.alphabet),
             "first_wrong_position": int(wrong[0]) if wrong.size else None,
             "min_margin": float(margins.min()),
+            "margin_at": float(margins[position]) if position is not None else float(margins.min()),
             "fails": bool(wrong.size),
         }
 

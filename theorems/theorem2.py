@@ -106,7 +106,7 @@ class Theorem2Inputs:
     def batch_of(self, items: Any) -> Batch:
         return self._batch([np.asarray(m)[None] for m, _ in items], [np.array([u]) for _, u in items])
 
-    def confirm(self, model: Model, ops: NumpyOps, item: Any) -> dict[str, Any]:
+    def confirm(self, model: Model, ops: NumpyOps, item: Any, position: int | None = None) -> dict[str, Any]:
         m, u = item
         gen = generate(model, soft=self.enc.encode_batch(np.asarray(m)[None]), prompt=[[u]], steps=1, ops=ops)
         got, margin = int(gen.tokens[0, 0]), float(gen.margins[0, 0])
@@ -114,6 +114,7 @@ class Theorem2Inputs:
             "method": "incremental greedy generation (key/value cache)",
             "generated": render([got], self.enc.alphabet),
             "min_margin": margin,
+            "margin_at": margin,
             "fails": bool(got != m[u] or not margin > 0),
         }
 
