@@ -174,3 +174,16 @@ def test_console_script_never_prints_a_traceback(tmp_path):
                            "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("prefixproof: error:") and "Traceback" not in proc.stderr
+
+
+def test_exception_inside_an_evaluator_exits_nonzero_with_error(capsys, monkeypatch):
+    import verify.certify as certify
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("injected failure inside the interval evaluator")
+
+    monkeypatch.setattr(certify, "first_layer_forms", broken)
+    code, out, _ = run(capsys, "verify", "theorem2", "--vocab", "5")
+    assert code == 3
+    assert "ERROR(FloatingPointError: injected failure" in out
+    assert "theorem2 (V=5): ERROR" in out
