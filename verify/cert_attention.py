@@ -93,35 +93,37 @@ def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
     n, R = claim.n_positions, claim.rows
     if n > model.n_ctx:
         raise Unsupported(f"the claim needs {n} positions, the model has {model.n_ctx}")
-    P = _dense(model.pos[:n] if not sp.issparse(model.pos) else model.pos[:n])
+    P = _dense(model.pos[:n])
     d = P.shape[1]
     tmin, tmax = float(claim.tau_lo.min()), float(claim.tau_hi.max())
-    pay = claim.payload
-    free = claim.row_token is None
+    pay, nv, free, fixed = claim.payload, claim.virtual, claim.free_pos, list(claim.fixed_pos)
+    E_rows = [model.embed[claim.fixed_tok[:, j]] for j in range(len(fixed))]
 
-    # Inputs: the virtual token box (payload coordinates in [tmin, tmax]) and the content boxes.
-    x0 = I.point(P[0])
-    x0 = (x0[0].copy(), x0[1].copy())
-    x0[0][pay] = I.down(P[0][pay] + tmin)
-    x0[1][pay] = I.up(P[0][pay] + tmax)
-    x0 = I.exec_round(x0, ex)
+    # Input boxes: virtual positions (payload coordinates in [tmin, tmax]) and free content positions
+    # (any token) are shared by all rows; fixed content positions hold each row's own token.
+    box = (np.zeros(d), np.zeros(d))
+    box[0][pay], box[1][pay] = tmin, tmax
     E_lo, E_hi = _col_hull(model.embed)
-    if free:
-        X_free = I.exec_round((I.down(E_lo + P[1:]), I.up(E_hi + P[1:])), ex)  # positions 1..n-1
-        xmag = np.maximum(I.mag(x0), I.mag(X_free).max(axis=0) if n > 1 else 0.0)
-    else:
-        qpos = int(claim.query_pos[0])
-        E_rows = model.embed[claim.row_token]
-        xmag = np.maximum(I.mag(x0), np.maximum(np.abs(E_lo), np.abs(E_hi)) + np.abs(P[qpos]))
-
+    shared = list(range(nv)) + free  # positions whose box all rows share
+    lo = np.concatenate([P[:nv] + box[0], E_lo + P[free]]) if free else P[:nv] + box[0]
+    hi = np.concatenate([P[:nv] + box[1], E_hi + P[free]]) if free else P[:nv] + box[1]
+    X = I.exec_round((I.down(lo), I.up(hi)), ex)
+    xmag = I.mag(X).max(axis=0)
+    for j in range(len(fixed)):
+        xmag = np.maximum(xmag, np.maximum(np.abs(E_lo), np.abs(E_hi)) + np.abs(P[fixed[j]]))
+    col = {p: i for i, p in enumerate(shared)}
     visible = np.arange(n)[None, :] <= claim.query_pos[:, None]  # causal
+
     A_all, F_all = [], []
     for head in heads:
-        Q, K_shared, S_row = _queries_keys(head, claim, x0, X_free if free else None,
-                                           None if free else (E_rows, P[qpos]), ex)
-        S = I.matmul(Q, (K_shared[0].T, K_shared[1].T), ex)  # (R, n_shared)
-        if not free:  # the query position's own key is row-specific
-            S = (np.concatenate([S[0], S_row[0][:, None]], axis=1), np.concatenate([S[1], S_row[1][:, None]], axis=1))
+        Q = _row_queries(head, claim, X, col, E_rows, P, fixed, ex)
+        K = I.linear(X, head.W_K, ex)
+        S_sh = I.matmul(Q, (K[0].T, K[1].T), ex)  # (R, n_shared)
+        S = (np.empty((R, n)), np.empty((R, n)))
+        S[0][:, shared], S[1][:, shared] = S_sh
+        for j, p in enumerate(fixed):  # a fixed position's key differs per row
+            s = I.dot_rows(Q, _project_rows(E_rows[j], P[p], head.W_K, ex), ex)
+            S[0][:, p], S[1][:, p] = s
         S = I.exec_round(I.scale(S, head.scale), ex)
         A_all.append(I.softmax(S, visible, ex))
         F_all.append(I.chain_product([W1, head.W_O, head.W_V]))
@@ -129,49 +131,45 @@ def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
     err1 = _exec_error(layer, xmag, A_all, ex)
     att_min = float(min(A[0].max(axis=1).min() for A in A_all)) if R else 1.0
 
-    # Per-head pieces of the pre-activation.
-    box = (np.zeros(d), np.zeros(d))
-    box[0][pay], box[1][pay] = tmin, tmax
     pieces = []
     for h, (A, (Fc, Fr)) in enumerate(zip(A_all, F_all)):
-        Fp0 = I.linear(I.point(P[0]), Fc, W_rad=Fr)
-        Fbox = I.linear(box, Fc, W_rad=Fr)  # all payload coordinates in [tmin, tmax]
-        Fpay_c, Fpay_r = _slice_cols(Fc, pay), _slice_cols(Fr, pay)
-        piece = {"A": A, "Fp0": Fp0, "Fbox": Fbox, "Fpay_c": Fpay_c, "Fpay_r": Fpay_r}
+        piece = {"A": A, "Fbox": I.linear(box, Fc, W_rad=Fr),
+                 "FP": I.linear(I.point(P), Fc, W_rad=Fr),  # (n, hidden): F applied to every P row
+                 "Fpay_c": _slice_cols(Fc, pay), "Fpay_r": _slice_cols(Fr, pay)}
         if free:
-            piece["FX"] = I.linear(X_free, Fc, W_rad=Fr) if n > 1 else None  # (n-1, hidden)
-        else:
+            piece["FX"] = I.linear((X[0][nv:], X[1][nv:]), Fc, W_rad=Fr)  # (n_free, hidden)
+        if fixed:
             FEc, FEr = I.chain_product([W1, heads[h].W_O, heads[h].W_V, _T(model.embed)])
-            piece["FE_c"], piece["FE_r"] = sp.csc_array(FEc) if sp.issparse(FEc) else FEc, FEr
-            piece["FPq"] = I.linear(I.point(P[qpos]), Fc, W_rad=Fr)
+            piece["FE_c"] = sp.csc_array(FEc) if sp.issparse(FEc) else FEc
+            piece["FE_r"] = FEr
         pieces.append(piece)
 
-    rows, units = _candidate_pairs(claim, pieces, b1, err1, hidden, free, tmin, tmax)
-    c, b = _pair_forms(claim, pieces, b1, err1, rows, units, free, tmin, tmax)
+    rows, units = _candidate_pairs(claim, pieces, b1, err1, hidden)
+    c, b = _pair_forms(claim, pieces, b1, err1, rows, units, tmin, tmax)
     return FirstLayer(rows, units, c, b, hidden, att_min)
+
+
+def _row_queries(head, claim: LookupRows, X: Iv, col: dict[int, int], E_rows: list, P: np.ndarray,
+                 fixed: list[int], ex: Exec) -> Iv:
+    """Each row's query: from the shared box of its query position, or from its own token there."""
+    R = claim.rows
+    Qs = I.linear(X, head.W_Q, ex)
+    Q = (np.empty((R, head.d_k)), np.empty((R, head.d_k)))
+    for qp in np.unique(claim.query_pos):
+        rows = np.flatnonzero(claim.query_pos == qp)
+        if int(qp) in col:
+            Q[0][rows], Q[1][rows] = Qs[0][col[int(qp)]], Qs[1][col[int(qp)]]
+        else:
+            j = fixed.index(int(qp))
+            q = _project_rows(E_rows[j][rows], P[int(qp)], head.W_Q, ex)
+            Q[0][rows], Q[1][rows] = q
+    return Q
 
 
 def _slice_cols(M, cols: np.ndarray):
     if sp.issparse(M):
         return sp.csc_array(M)[:, cols]
     return M[:, cols]
-
-
-def _queries_keys(head, claim: LookupRows, x0: Iv, X_free: Iv | None, fixed, ex: Exec):
-    """Interval queries (R, d_k), keys shared by all rows (n_shared, d_k), and row-specific scores (R,)."""
-    x0_row = (x0[0][None], x0[1][None])
-    k0 = I.linear(x0_row, head.W_K, ex)
-    if X_free is not None:  # every position's box is shared by all rows: stack position 0 and 1..n-1
-        X = (np.concatenate([x0_row[0], X_free[0]]), np.concatenate([x0_row[1], X_free[1]]))
-        K = I.linear(X, head.W_K, ex)
-        Q = I.linear(X, head.W_Q, ex)
-        idx = claim.query_pos
-        return (Q[0][idx], Q[1][idx]), K, None
-    E_rows, p_q = fixed
-    Q = _project_rows(E_rows, p_q, head.W_Q, ex)
-    Kr = _project_rows(E_rows, p_q, head.W_K, ex)
-    S_row = I.dot_rows(Q, Kr, ex)
-    return Q, k0, S_row
 
 
 def _project_rows(E_rows, offset: np.ndarray, W, ex: Exec) -> Iv:
@@ -225,27 +223,28 @@ def _contribution(Fc: np.ndarray, Fr: np.ndarray, tmin: float, tmax: float) -> I
     return I.mul((I.down(Fc - Fr), I.up(Fc + Fr)), (np.full_like(Fc, tmin), np.full_like(Fc, tmax)))
 
 
-def _candidate_pairs(claim, pieces, b1, err1, hidden, free, tmin, tmax):
-    """(row, unit) pairs whose pre-activation may be positive; all pairs when tokens are free."""
+def _candidate_pairs(claim: LookupRows, pieces, b1, err1, hidden):
+    """(row, unit) pairs whose pre-activation may be positive; all pairs when some content token is free."""
     R = claim.rows
-    if free:
-        rows = np.repeat(np.arange(R), hidden)
-        units = np.tile(np.arange(hidden), R)
-        return rows, units
+    if claim.free_pos:
+        return np.repeat(np.arange(R), hidden), np.tile(np.arange(hidden), R)
     # Row-uniform upper bound of every unit, leaving out the row-specific sparse columns.
     upper = I.up(b1 + err1)
     for pc in pieces:
         A = pc["A"]
-        a0 = float(A[1][:, 0].max())
-        aq = float(A[1][:, 1].max())
-        upper = I.up(upper + a0 * np.maximum(pc["Fp0"][1] + pc["Fbox"][1], 0.0) + aq * np.maximum(pc["FPq"][1], 0.0))
+        for p in range(claim.virtual):
+            a = float(A[1][:, p].max())
+            upper = I.up(upper + a * np.maximum(pc["FP"][1][p] + pc["Fbox"][1], 0.0))
+        for p in claim.fixed_pos:
+            a = float(A[1][:, p].max())
+            upper = I.up(upper + a * np.maximum(pc["FP"][1][p], 0.0))
     alive = np.flatnonzero(upper > 0)
     touched_rows, touched_units = [], []
     for pc in pieces:
-        for M, cols in ((pc["Fpay_c"], claim.own), (pc["FE_c"], claim.row_token)):
+        sources = [(pc["Fpay_c"], claim.own)] + [(pc["FE_c"], claim.fixed_tok[:, j]) for j in range(len(claim.fixed_pos))]
+        for M, cols in sources:
             csc = sp.csc_array(M) if sp.issparse(M) else sp.csc_array(np.asarray(M))
-            sub = csc[:, cols]
-            rr, cc = sub.nonzero()
+            rr, cc = csc[:, cols].nonzero()
             touched_units.append(rr)
             touched_rows.append(cc)
     rows = np.concatenate([np.repeat(np.arange(R), len(alive))] + touched_rows)
@@ -254,30 +253,31 @@ def _candidate_pairs(claim, pieces, b1, err1, hidden, free, tmin, tmax):
     return key // hidden, key % hidden
 
 
-def _pair_forms(claim, pieces, b1, err1, rows, units, free, tmin, tmax):
+def _pair_forms(claim: LookupRows, pieces, b1, err1, rows, units, tmin, tmax):
     c = (I.down(b1[units] - err1[units]), I.up(b1[units] + err1[units]))
     b = (np.zeros(len(rows)), np.zeros(len(rows)))
-    own = claim.own[rows]
+    own, own_pos = claim.own[rows], claim.own_position[rows]
+    free = claim.free_pos
     for pc in pieces:
         A = pc["A"]
-        a0 = (A[0][rows, 0], A[1][rows, 0])
-        # virtual position: F P0 + payload box without the own column
         fc, fr = _gather(pc["Fpay_c"], units, own), _gather(pc["Fpay_r"], units, own)
         own_box = _contribution(fc, fr, tmin, tmax)
         full = (pc["Fbox"][0][units], pc["Fbox"][1][units])
         excl = (I.down(full[0] - I.up(own_box[0])), I.up(full[1] - I.down(own_box[1])))
-        base = I.add((pc["Fp0"][0][units], pc["Fp0"][1][units]), excl)
-        c = I.add(c, I.mul(a0, base))
-        b = I.add(b, I.mul(a0, (I.down(fc - fr), I.up(fc + fr))))
-        if free:
-            if pc["FX"] is not None:
-                Ar = (A[0][:, 1:], A[1][:, 1:])
-                D = I.matmul(Ar, pc["FX"])  # (R, hidden): sum over content positions
-                c = I.add(c, (D[0][rows, units], D[1][rows, units]))
-        else:
-            aq = (A[0][rows, 1], A[1][rows, 1])
-            tok = claim.row_token[rows]
+        for p in range(claim.virtual):  # virtual positions: F P_p + payload box (without the own column at own_pos)
+            a = (A[0][rows, p], A[1][rows, p])
+            mine = own_pos == p
+            box_p = (np.where(mine, excl[0], full[0]), np.where(mine, excl[1], full[1]))
+            c = I.add(c, I.mul(a, I.add((pc["FP"][0][p][units], pc["FP"][1][p][units]), box_p)))
+            coef = (np.where(mine, I.down(fc - fr), 0.0), np.where(mine, I.up(fc + fr), 0.0))
+            b = I.add(b, I.mul(a, coef))
+        if free:  # free content positions: one dense product over all rows
+            D = I.matmul((A[0][:, free], A[1][:, free]), pc["FX"])
+            c = I.add(c, (D[0][rows, units], D[1][rows, units]))
+        for j, p in enumerate(claim.fixed_pos):  # each row's own token at a fixed position
+            a = (A[0][rows, p], A[1][rows, p])
+            tok = claim.fixed_tok[rows, j]
             fe = (_gather(pc["FE_c"], units, tok), _gather(pc["FE_r"], units, tok))
-            term = I.add((pc["FPq"][0][units], pc["FPq"][1][units]), (I.down(fe[0] - fe[1]), I.up(fe[0] + fe[1])))
-            c = I.add(c, I.mul(aq, term))
+            term = I.add((pc["FP"][0][p][units], pc["FP"][1][p][units]), (I.down(fe[0] - fe[1]), I.up(fe[0] + fe[1])))
+            c = I.add(c, I.mul(a, term))
     return c, b
