@@ -78,16 +78,28 @@ def match_head(
     return Head(name, W_Q, W_K, W_V, W_O, scale)
 
 
-def lookup_mlp(attn_out: Space, K: int, V: int) -> tuple[tuple[Dense, ...], tuple[Space, ...], Space]:
-    """The three-layer ReLU MLP: select the pointed-at payload, sum it, decode it to V logits."""
+def lookup_mlp(attn_out: Space, K: int, V: int, pointers: tuple[str, ...] = ("here",)) -> tuple[tuple[Dense, ...], tuple[Space, ...], Space]:
+    """The three-layer ReLU MLP: select the pointed-at payload, sum it, decode it to V logits.
+
+    With several pointer blocks (one one-hot each), payload coordinate a is the
+    row-major index of (a_1, ..., a_L), and it is selected only when every
+    pointer points at its part: select:a = ReLU(fetched:a + sum_l here_l:a_l - L).
+    """
     select = Space.of("mlp.select", {"select": K})
     value = Space.of("mlp.value", {"value": None})
     logits = Space.of("logits", {"logit": V})
+    sizes = [attn_out.block_size(p) for p in pointers]
+    L = len(pointers)
 
-    # Layer 1: select:k = fetched:k + here:k - 1 (the ReLU that follows zeroes
-    # every k the pointer does not point at, since fetched:k <= (V-1)/V < 1).
-    w1 = Wiring(attn_out, select).copy_block("fetched", "select").copy_block("here", "select")
-    b1 = ExactArray((K,), {(k,): Fraction(-1) for k in range(K)})
+    # Layer 1: select:a = fetched:a + sum_l here_l:a_l - L. The ReLU that follows zeroes every a
+    # some pointer does not point at: fetched:a <= (V-1)/V < 1 and the other pointers add at most L-1.
+    w1 = Wiring(attn_out, select).copy_block("fetched", "select")
+    for a in range(K):
+        rest = a
+        for block, size in reversed(list(zip(pointers, sizes))):
+            w1.connect(f"{block}:{rest % size}", f"select:{a}")
+            rest //= size
+    b1 = ExactArray((K,), {(k,): Fraction(-L) for k in range(K)})
 
     # Layer 2: value = sum_k select:k (one non-zero term; the ReLU is the identity on it).
     w2 = Wiring(select, value).gather("select", "value")

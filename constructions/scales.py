@@ -41,24 +41,30 @@ def leak(m: int, sigma: float) -> float:
     return r / (1.0 + r)
 
 
-def lookup_scale(V: int, m: int) -> float:
-    """Scale for a payload-lookup construction with vocabulary V and m competing keys."""
+def lookup_scale(V: int, m: int, pointers: int = 1) -> float:
+    """Scale for a payload-lookup construction with vocabulary V, m competing keys and L pointer heads.
+
+    The selected value falls delta <= leak t + L leak <= (L+1) m e^-sigma short;
+    (L+1) m e^-sigma <= 1/(4V) needs sigma >= ln(4 V (L+1) m), which is
+    ln(8 V m) for the single pointer of Theorems 1 and 2.
+    """
     if V < 2:
         raise ValueError(f"vocabulary size must be >= 2, got {V}")
-    target = math.log(8 * V * max(m, 1))
+    target = math.log(4 * V * (pointers + 1) * max(m, 1))
     return math.ceil(target * SCALE_GRID) / SCALE_GRID
 
 
-def lookup_delta(V: int, m: int, sigma: float) -> float:
+def lookup_delta(V: int, m: int, sigma: float, pointers: int = 1) -> float:
     """Worst shortfall delta of the selected value below t_k (see module docstring)."""
     eps = leak(m, sigma)
-    return eps * (V - 1) / V + eps
+    return eps * (V - 1) / V + pointers * eps
 
 
-def lookup_margin_bound(V: int, m: int, sigma: float) -> float:
+def lookup_margin_bound(V: int, m: int, sigma: float, pointers: int = 1) -> float:
     """Guaranteed decode margin (1/V)(1/V - 2 delta); correct decoding needs it > 0.
 
-    The bound is attained: the query with m competitors and payload (V-1)/V has
-    exactly this margin, so it is also the predicted minimum margin.
+    For one pointer the bound is attained: the query with m competitors and
+    payload (V-1)/V has exactly this margin, so it is also the predicted
+    minimum margin. With several pointers it is a lower bound.
     """
-    return (1.0 / V) * (1.0 / V - 2.0 * lookup_delta(V, m, sigma))
+    return (1.0 / V) * (1.0 / V - 2.0 * lookup_delta(V, m, sigma, pointers))

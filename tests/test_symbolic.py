@@ -9,7 +9,7 @@ from constructions.basis import ExactArray
 from constructions.theorem1 import Theorem1
 from theorems.base import RunContext
 from theorems.theorem1 import THEOREM as T1
-from theorems.symbolic_obligations import embedding_hull, payload_forms, run_hardmax
+from theorems.symbolic_obligations import claim_forms, run_hardmax
 from verify.symbolic import Lemma, _zero, decode_lemma, leakage_lemma, scale_meets_rule
 from verify.verdict import Verdict
 
@@ -36,10 +36,10 @@ def test_scale_rule_is_decided_per_instance():
 
 
 def _hardmax(model, c):
-    hull = embedding_hull(model.embed)
-    soft = payload_forms(c.N, c.N, model.d_model, np.array(c.stream.block("target")), np.arange(c.N), c.V,
-                         lambda r, p: hull)
-    return run_hardmax("theorem1", model, soft, np.arange(c.N), c.N - 1, c.scale,
+    from verify.claims import theorem1_rows
+
+    soft, query = claim_forms(model, theorem1_rows(np.array(c.stream.block("target")), c.V, c.N, None))
+    return run_hardmax("theorem1", model, soft, query, c.N - 1, c.scale,
                        RunContext(params={"V": c.V, "N": c.N}, samples=1, seed=0))
 
 

@@ -38,6 +38,7 @@ class RunContext:
     seed: int
     dtype: str = "float64"
     levels: frozenset[str] = frozenset({"symbolic", "certify"})
+    quick: bool = False  # the default level: skip obligations that are slow at these parameters
     min_margin: float = 0.0  # demanded decode margin (the sanity mode raises it)
     alphabet: str | None = None
     model: Model | None = None  # user weights to check instead of the construction
@@ -62,6 +63,7 @@ class Obligation:
     method: str  # the verify/ function(s) that discharge it
     run: Callable[[RunContext], Record]
     applies_to_weights: bool = True  # False: a statement about the construction itself, not about given weights
+    quick: Callable[[dict[str, int]], bool] = lambda params: True  # fast enough for the default (quick) level
 
 
 @dataclass(frozen=True)

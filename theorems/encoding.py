@@ -19,6 +19,7 @@ class LookupEncoding:
     payload: np.ndarray  # stream index of each payload coordinate
     d: int  # stream width
     alphabet: str | None
+    n_ctx: int = 0  # the model's context length
 
     @classmethod
     def of(cls, model: Model, block: str) -> "LookupEncoding":
@@ -27,7 +28,7 @@ class LookupEncoding:
         except KeyError:
             raise ModelError(f"the weights have no residual-stream block {block!r}; this claim encodes its input "
                              f"as {block}:k = value / V, so the stream must label those directions") from None
-        return cls(model.vocab.size, payload, model.d_model, model.vocab.alphabet)
+        return cls(model.vocab.size, payload, model.d_model, model.vocab.alphabet, model.n_ctx)
 
     @property
     def K(self) -> int:

@@ -36,11 +36,12 @@ def run_decode_lemma(claim: str, ctx: RunContext) -> Record:
     return lemma_record(claim, decode_lemma(), ctx, time.perf_counter() - t0)
 
 
-def run_leakage(claim: str, V: int, m: int, sigma: float, ctx: RunContext) -> Record:
+def run_leakage(claim: str, V: int, m: int, sigma: float, ctx: RunContext, pointers: int = 1) -> Record:
     t0 = time.perf_counter()
     lemma = leakage_lemma()
-    ok = scale_meets_rule(V, m, sigma)
-    note = f"this instance: scale {sigma} satisfies e^scale >= 8 V m = {8 * V * max(m, 1)} (arb)"
+    ok = scale_meets_rule(V, m, sigma, pointers)
+    note = (f"this instance: scale {sigma} satisfies e^scale >= 4 V (L+1) m = {4 * V * (pointers + 1) * max(m, 1)} "
+            f"(L={pointers}, m={m}; arb)")
     return lemma_record(claim, lemma, ctx, time.perf_counter() - t0, note if ok else "scale rule fails: " + note, ok)
 
 
@@ -87,32 +88,14 @@ def run_hardmax(claim: str, model: Model, soft: Form, query_pos: np.ndarray, m: 
     return Record(verdict=Verdict.PROVED, seconds=time.perf_counter() - t0, details=details, **common)
 
 
-def payload_forms(n_rows: int, n_pos: int, d: int, payload: np.ndarray, own: np.ndarray, V: int,
-                  content: Callable[[int, int], tuple[np.ndarray, np.ndarray]]) -> Form:
-    """Virtual token at position 0 (own coordinate symbolic, others in [0, (V-1)/V]); content from `content(row, p)`."""
-    lo = np.empty((n_rows, n_pos, d), dtype=object)
-    lo[...] = q(0)
-    hi, b = lo.copy(), lo.copy()
-    top = q(Fraction(V - 1, V))
-    for r in range(n_rows):
-        for k, col in enumerate(payload):
-            if k == own[r]:
-                b[r, 0, col] = q(1)
-            else:
-                hi[r, 0, col] = top
-        for p in range(1, n_pos):
-            clo, chi = content(r, p)
-            lo[r, p, :], hi[r, p, :] = clo, chi
-    return Form(lo, hi, b)
-
-
 def embedding_hull(E) -> tuple[np.ndarray, np.ndarray]:
     """Exact column-wise min and max over the token embeddings (every token a free position may hold)."""
     dense = exact_dense(E)
     return np.array([min(col) for col in dense.T], dtype=object), np.array([max(col) for col in dense.T], dtype=object)
 
 
-def lookup_obligations(claim: str, what: str, spec, hardmax: Callable, leakage: Callable) -> tuple:
+def lookup_obligations(claim: str, what: str, spec, hardmax: Callable, leakage: Callable,
+                       hardmax_quick: Callable[[dict], bool] | None = None) -> tuple:
     """The four obligations every lookup theorem has; `what` names the decoded value (Y_i/V, m(u)/V)."""
     from theorems.base import Obligation
     from theorems.decode import run_decode
@@ -124,8 +107,39 @@ def lookup_obligations(claim: str, what: str, spec, hardmax: Callable, leakage: 
         Obligation("leakage-bound", f"the derived scale keeps the selected value within 1/(4V) of {what}",
                    ("symbolic",), "verify.symbolic.leakage_lemma", leakage, applies_to_weights=False),
         Obligation("hardmax-lookup", f"in the hardmax limit every decision's logits are the grid logits of {what}",
-                   ("symbolic",), "verify.hardmax.HardmaxOps", hardmax, applies_to_weights=False),
+                   ("symbolic",), "verify.hardmax.HardmaxOps", hardmax, applies_to_weights=False,
+                   quick=hardmax_quick or (lambda params: True)),
         Obligation("decode", "every input decodes with a positive margin at every decision, at the actual scale, in "
                    "the executed arithmetic (teacher-forced, equivalent to greedy generation)", ("certify", "numeric"),
                    "verify.certify.certify_lookup / verify.checker.check_decoding", lambda ctx: run_decode(spec, ctx)),
     )
+
+
+def claim_forms(model: Model, claim) -> tuple[Form, np.ndarray]:
+    """Hardmax input forms for every row of a lookup claim (exact encoding): one sequence per row.
+
+    Virtual tokens carry the payload box [0, (V-1)/V], except the row's own coordinate, which is the
+    symbol t; fixed content positions hold the row's tokens; free ones the hull of all embeddings.
+    Returns the forms (rows, positions, d) and each row's query position.
+    """
+    R, n, d, V = claim.rows, claim.n_positions, model.d_model, claim.V
+    E = exact_dense(model.embed)
+    hull = embedding_hull(model.embed)
+    lo = np.empty((R, n, d), dtype=object)
+    lo[...] = q(0)
+    hi, b = lo.copy(), lo.copy()
+    top = q(Fraction(V - 1, V))
+    own_pos = claim.own_position
+    for r in range(R):
+        for p in range(n):
+            if p < claim.virtual:
+                hi[r, p, claim.payload] = top
+                if p == own_pos[r]:
+                    hi[r, p, claim.payload[claim.own[r]]] = q(0)
+                    b[r, p, claim.payload[claim.own[r]]] = q(1)
+            elif p in claim.fixed_pos:
+                row = E[claim.fixed_tok[r, claim.fixed_pos.index(p)]]
+                lo[r, p, :], hi[r, p, :] = row, row
+            else:
+                lo[r, p, :], hi[r, p, :] = hull
+    return Form(lo, hi, b), claim.query_pos

@@ -11,12 +11,11 @@ from constructions.theorem2 import Theorem2
 from theorems.base import Param, RunContext, Theorem
 from theorems.decode import LookupSpec
 from theorems.encoding import LookupEncoding
-from theorems.symbolic_obligations import lookup_obligations, payload_forms, run_hardmax, run_leakage
+from theorems.symbolic_obligations import claim_forms, lookup_obligations, run_hardmax, run_leakage
 from verify.arith import NumpyOps
 from verify.checker import Batch
 from verify.claims import theorem2_rows
 from verify.generate import generate
-from verify.hardmax import exact_dense
 from verify.verdict import Record
 
 
@@ -135,11 +134,8 @@ SPEC = LookupSpec(
 def run_hardmax_lookup(ctx: RunContext) -> Record:
     c = construction(ctx)
     model = c.model()
-    V = c.V
-    E = exact_dense(model.embed)
-    soft = payload_forms(V, 2, model.d_model, np.array(c.stream.block("map")), np.arange(V), V,
-                         lambda r, p: (E[r], E[r]))
-    return run_hardmax(THEOREM.id, model, soft, np.ones(V, dtype=np.int64), 1, c.scale, ctx)
+    soft, query = claim_forms(model, theorem2_rows(np.array(c.stream.block("map")), c.V, None))
+    return run_hardmax(THEOREM.id, model, soft, query, 1, c.scale, ctx)
 
 
 def run_leakage_bound(ctx: RunContext) -> Record:

@@ -159,33 +159,35 @@ class ArbOps:
 def box_margin(model: Model, claim: LookupRows, row: int, y: int, point: np.ndarray | None = None) -> tuple[float, float]:
     """(lower, upper) bounds of the minimum decode margin over box (row, y), in ball arithmetic.
 
-    With `point`, the other payload coordinates are fixed to those token values
-    (an exact evaluation of one input); otherwise they range over the box.
-    Free content tokens range over the hull of the embedding rows.
+    With `point`, every payload coordinate other than the row's own is fixed to those token values (one
+    exact input); otherwise they range over the box. Free content tokens range over the hull of the
+    embedding rows; fixed ones are the row's tokens.
     """
     model = materialize(model)
     arb = _flint().arb
     d = model.d_model
     n = int(claim.query_pos[row]) + 1
+    E = model.embed.toarray() if sp.issparse(model.embed) else np.asarray(model.embed)
+    lo, hi = E.min(axis=0), E.max(axis=0)
+    K = len(claim.payload)
     with precision():
         soft = np.empty((1, n, d), dtype=object)
-        E = model.embed.toarray() if sp.issparse(model.embed) else np.asarray(model.embed)
-        lo, hi = E.min(axis=0), E.max(axis=0)
         for p in range(n):
-            for k in range(d):
-                soft[0, p, k] = ball(lo[k], hi[k]) if p > 0 else arb(0)
-        if claim.row_token is not None:
-            q = int(claim.query_pos[row])
-            for k in range(d):
-                soft[0, q, k] = arb(float(E[claim.row_token[row], k]))
-        for k, col in enumerate(claim.payload):
-            if k == claim.own[row]:
-                val = _value(claim, y)
-            elif point is not None:
-                val = _value(claim, int(point[k]))
+            if p < claim.virtual:
+                soft[0, p, :] = [arb(0)] * d
+                for k, c in enumerate(claim.payload):
+                    if p == claim.own_position[row] and k == claim.own[row]:
+                        val = _value(claim, y)
+                    elif point is not None:
+                        val = _value(claim, int(point[p * K + k]))
+                    else:
+                        val = ball(claim.tau_lo.min(), claim.tau_hi.max())
+                    soft[0, p, c] = val
+            elif p in claim.fixed_pos:
+                tok = claim.fixed_tok[row, claim.fixed_pos.index(p)]
+                soft[0, p, :] = [arb(float(v)) for v in E[tok]]
             else:
-                val = ball(claim.tau_lo.min(), claim.tau_hi.max())
-            soft[0, 0, col] = val
+                soft[0, p, :] = [ball(a, b) for a, b in zip(lo, hi)]
         logits = forward(model, None, soft, ops=ArbOps(), outputs_at=[n - 1]).logits[0, 0]
         diffs = [logits[y] - logits[j] for j in range(len(logits)) if j != y]
         return min(lower(dd) for dd in diffs), min(upper(dd) for dd in diffs)
@@ -202,7 +204,7 @@ def cross_check(model: Model, claim: LookupRows, certified_lb: dict[tuple[int, i
     """Compare certified per-box lower bounds with arb; returns the disagreements (empty when consistent)."""
     rng = np.random.default_rng(seed)
     problems = []
-    K = len(claim.payload)
+    K = len(claim.payload) * claim.virtual
     for (row, y), lb in certified_lb.items():
         box_lo, box_hi = box_margin(model, claim, row, y)
         if lb > box_hi:

@@ -31,8 +31,14 @@ def selected(theorem: Theorem, ctx: RunContext) -> list[Obligation]:
             if set(ob.levels) & set(ctx.levels) and (ctx.model is None or ob.applies_to_weights)]
 
 
+def skipped(theorem: Theorem, ctx: RunContext) -> list[Obligation]:
+    """Selected obligations the quick level leaves out because they are slow at these parameters."""
+    return [ob for ob in selected(theorem, ctx) if ctx.quick and not ob.quick(ctx.params)]
+
+
 def run_theorem(theorem: Theorem, ctx: RunContext) -> list[Record]:
-    return [run_obligation(theorem, ob, ctx) for ob in selected(theorem, ctx)]
+    skip = skipped(theorem, ctx)
+    return [run_obligation(theorem, ob, ctx) for ob in selected(theorem, ctx) if ob not in skip]
 
 
 def theorem_verdict(records: list[Record]) -> Verdict:

@@ -77,34 +77,35 @@ def decode_lemma() -> Lemma:
 
 
 def leakage_lemma() -> Lemma:
-    """The softmax leak and the scale rule sigma >= ln(8 V m)."""
-    V, m, E = sp.symbols("V m E", positive=True)  # E = e^-sigma
+    """The softmax leak and the scale rule sigma >= ln(4 V (L+1) m), for L pointer heads (L = 1: ln(8 V m))."""
+    V, m, E, L = sp.symbols("V m E L", positive=True)  # E = e^-sigma
     w = sp.Symbol("w", nonnegative=True)
     t = sp.Symbol("t", nonnegative=True)  # a payload value, t <= (V-1)/V
     lem = Lemma(
         "leakage-bound",
         "at a query whose intended key scores sigma above m others, the leak off it is "
-        "leak = m e^-sigma / (1 + m e^-sigma) < m e^-sigma; the selected value then sits "
-        "delta <= leak (V-1)/V + leak < 2 m e^-sigma below the payload, and sigma >= ln(8 V m) gives "
+        "leak = m e^-sigma / (1 + m e^-sigma) < m e^-sigma; with L pointer heads the selected value sits "
+        "delta <= leak t + L leak < (L+1) m e^-sigma below the payload, and sigma >= ln(4 V (L+1) m) gives "
         "delta <= 1/(4V), so the decode margin stays >= 1/(2V^2), half the ideal 1/V^2",
-        "V, m (competing keys) and sigma symbolic",
+        "V, m (competing keys), L (pointer heads) and sigma symbolic",
     )
     leak = m * E / (1 + m * E)
     lem.check("m e^-sigma - leak = (m e^-sigma)^2 / (1 + m e^-sigma) > 0",
               _zero(m * E - leak - (m * E) ** 2 / (1 + m * E)) and ((m * E) ** 2 / (1 + m * E)).is_positive)
     fetched = (1 - leak) * t  # the fetch head keeps 1 - leak of the payload
-    selected = fetched + (1 - leak) - 1  # select = fetched + here - 1, with here = 1 - leak at the pointed key
-    lem.check("selected value = t - (leak t + leak)", _zero(selected - (t - (leak * t + leak))))
-    # delta <= 2 m e^-sigma when t <= 1: write t = 1 - s (s >= 0)
+    selected = fetched + L * (1 - leak) - L  # select = fetched + sum of L pointers - L, each 1 - leak at its key
+    lem.check("selected value = t - (leak t + L leak)", _zero(selected - (t - (leak * t + L * leak))))
+    # delta <= (L+1) m e^-sigma when t <= 1: write t = 1 - s (s >= 0)
     s = sp.Symbol("s", nonnegative=True)
-    gap = 2 * m * E - (leak * (1 - s) + leak)
-    slack = 2 * (m * E) ** 2 / (1 + m * E) + leak * s
-    lem.check("delta = leak t + leak <= 2 m e^-sigma for t <= 1 (the gap is 2(m e^-sigma)^2/(1+m e^-sigma) + leak (1-t))",
+    gap = (L + 1) * m * E - (leak * (1 - s) + L * leak)
+    slack = (L + 1) * (m * E) ** 2 / (1 + m * E) + leak * s
+    lem.check("delta = leak t + L leak <= (L+1) m e^-sigma for t <= 1 "
+              "(the gap is (L+1)(m e^-sigma)^2/(1+m e^-sigma) + leak (1-t))",
               _zero(gap - slack) and slack.is_nonnegative)
-    # sigma = ln(8 V m) + s' with s' >= 0, i.e. e^sigma = 8 V m (1 + w) with w >= 0 (exp is increasing, e^0 = 1)
-    E_rule = 1 / (8 * V * m * (1 + w))
-    lem.check("sigma >= ln(8 V m) gives 2 m e^-sigma <= 1/(4V)",
-              _zero(1 / (4 * V) - 2 * m * E_rule - w / (4 * V * (1 + w))) and (w / (4 * V * (1 + w))).is_nonnegative)
+    # e^sigma = 4 V (L+1) m (1 + w) with w >= 0 (exp is increasing, e^0 = 1)
+    E_rule = 1 / (4 * V * (L + 1) * m * (1 + w))
+    lem.check("sigma >= ln(4 V (L+1) m) gives (L+1) m e^-sigma <= 1/(4V)",
+              _zero(1 / (4 * V) - (L + 1) * m * E_rule - w / (4 * V * (1 + w))) and (w / (4 * V * (1 + w))).is_nonnegative)
     d = sp.Symbol("d", nonnegative=True)  # delta = 1/(4V) - d
     margin = (1 / V) * (1 / V - 2 * (1 / (4 * V) - d))
     lem.check("delta <= 1/(4V) gives margin (1/V)(1/V - 2 delta) >= 1/(2V^2)",
@@ -112,10 +113,10 @@ def leakage_lemma() -> Lemma:
     return lem
 
 
-def scale_meets_rule(V: int, m: int, sigma: float) -> bool:
-    """Per instance: e^sigma >= 8 V m, decided in arb ball arithmetic (sigma is an exact binary number)."""
+def scale_meets_rule(V: int, m: int, sigma: float, pointers: int = 1) -> bool:
+    """Per instance: e^sigma >= 4 V (L+1) m, decided in arb ball arithmetic (sigma is an exact binary number)."""
     import flint
 
     s = Fraction(sigma)
     arb_sigma = flint.arb(s.numerator) / s.denominator
-    return bool(arb_sigma.exp() >= 8 * V * max(m, 1))
+    return bool(arb_sigma.exp() >= 4 * V * (pointers + 1) * max(m, 1))
