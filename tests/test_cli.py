@@ -1,5 +1,6 @@
 """The command line: verify, build, generate, and one-line errors with exit status 2 for bad input."""
 import json
+import re
 import subprocess
 import sys
 
@@ -18,9 +19,9 @@ def run(capsys, *argv):
 
 def test_verify_defaults_both_theorems(capsys, tmp_path):
     report = tmp_path / "r.json"
-    code, out, err = run(capsys, "verify", "--samples", "30", "--json", str(report))
+    code, out, err = run(capsys, "verify", "theorem1", "theorem2", "--samples", "30", "--json", str(report))
     assert code == 0
-    assert "theorem1  decode" in out and "theorem2  decode" in out
+    assert re.search(r"theorem1 +decode ", out) and re.search(r"theorem2 +decode ", out)
     assert "all 95^20 (log10 39.55)" in out
     doc = json.loads(report.read_text())
     assert doc["exit_status"] == 0
@@ -187,3 +188,21 @@ def test_exception_inside_an_evaluator_exits_nonzero_with_error(capsys, monkeypa
     assert code == 3
     assert "ERROR(FloatingPointError: injected failure" in out
     assert "theorem2 (V=5): ERROR" in out
+
+
+def test_default_verify_runs_every_claim_and_reports_json(capsys, tmp_path):
+    """The Quick start's `prefixproof verify`: every claim ends PROVED or CERTIFIED, and the JSON report writes
+    (coverage counts far beyond 2^53 digits included)."""
+    report = tmp_path / "r.json"
+    code, out, _ = run(capsys, "verify", "--json", str(report))
+    doc = json.loads(report.read_text())
+    assert code == 0 and doc["exit_status"] == 0
+    from theorems import THEOREMS
+
+    assert [c["claim"] for c in doc["claims"]] == list(THEOREMS)
+    for c in doc["claims"]:
+        verdicts = {o["obligation"]: o["verdict"] for o in c["obligations"]}
+        assert c["verdict"] in ("PROVED", "CERTIFIED"), (c["claim"], verdicts)
+        if "decode" in verdicts:
+            dec = next(o for o in c["obligations"] if o["obligation"] == "decode")
+            assert dec["coverage"]["exhaustive"] and dec["coverage"]["total_log10"] > 0

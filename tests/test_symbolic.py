@@ -9,7 +9,7 @@ from constructions.basis import ExactArray
 from constructions.theorem1 import Theorem1
 from theorems.base import RunContext
 from theorems.theorem1 import THEOREM as T1
-from theorems.symbolic_obligations import claim_forms, run_hardmax
+from theorems.symbolic_obligations import run_hardmax
 from verify.symbolic import Lemma, _zero, decode_lemma, leakage_lemma, scale_meets_rule
 from verify.verdict import Verdict
 
@@ -38,9 +38,8 @@ def test_scale_rule_is_decided_per_instance():
 def _hardmax(model, c):
     from verify.claims import theorem1_rows
 
-    soft, query = claim_forms(model, theorem1_rows(np.array(c.stream.block("target")), c.V, c.N, None))
-    return run_hardmax("theorem1", model, soft, query, c.N - 1, c.scale,
-                       RunContext(params={"V": c.V, "N": c.N}, samples=1, seed=0))
+    rows = theorem1_rows(np.array(c.stream.block("target")), c.V, c.N, None)
+    return run_hardmax("theorem1", model, rows, c.N - 1, c.scale, RunContext(params={"V": c.V, "N": c.N}, samples=1, seed=0))
 
 
 def test_hardmax_proves_the_construction():

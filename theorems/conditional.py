@@ -19,7 +19,7 @@ from constructions.model import Model
 from theorems.base import Param, RunContext, Theorem
 from theorems.decode import LookupSpec
 from theorems.encoding import LookupEncoding
-from theorems.symbolic_obligations import claim_forms, lookup_obligations, run_hardmax, run_leakage
+from theorems.symbolic_obligations import QUICK_LIMIT, lookup_obligations, run_hardmax, run_leakage
 from verify.arith import NumpyOps
 from verify.checker import Batch
 from verify.claims import LookupRows, encoded_values
@@ -154,8 +154,7 @@ def _make(claim_id: str, title: str, claim: str, params: tuple[Param, ...], fixe
         c = construction(ctx)
         model = c.model()
         rows = conditional_rows(np.array(c.stream.block("table")), LookupEncoding.of(model, "table"), None)
-        soft, query = claim_forms(model, rows)
-        return run_hardmax(claim_id, model, soft, query, c.competitors, c.scale, ctx)
+        return run_hardmax(claim_id, model, rows, c.competitors, c.scale, ctx)
 
     def leakage(ctx: RunContext) -> Record:
         c = construction(ctx)
@@ -163,7 +162,7 @@ def _make(claim_id: str, title: str, claim: str, params: tuple[Param, ...], fixe
 
     def hardmax_quick(params: dict[str, int]) -> bool:
         c = Conditional(**{k: v for k, v in {**fixed, **params}.items() if k in ("V", "L", "R")})
-        return c.R * c.K * c.n_ctx * c.stream.dim <= 300_000
+        return c.R * c.K * c.n_ctx * c.stream.dim <= QUICK_LIMIT
 
     return Theorem(
         id=claim_id, title=title, paper="Petrov, Torr & Bibi (ICLR 2024), appendix (conditional generation)",

@@ -35,7 +35,7 @@ from verify.interval import REAL, exec_for
 from verify.verdict import Coverage, Record, Verdict
 
 ARB_LIMIT = 400_000  # arb cross-check only when (positions x width^2) per box stays below this
-CROSS_SAMPLES = 200  # seeded samples of the numeric cross-check
+FALLBACK_INPUTS = 20_000  # inputs the numeric search may run when the certificate does not decide
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,9 @@ def run_decode(spec: LookupSpec, ctx: RunContext) -> Record:
     details: dict[str, Any] = {"certificate": {"decoder": cert.decoder, "block_evaluations": cert.evaluations,
                                                "margin_lower_bound": cert.min_margin, "demanded_margin": ctx.min_margin}}
     method = f"structured interval certificate ({cert.decoder})"
-    numeric_samples = ctx.samples if "numeric" in ctx.levels else min(ctx.samples, CROSS_SAMPLES)
+    # Without the numeric level, the fallback numeric search is bounded to about FALLBACK_INPUTS inputs.
+    numeric_samples = ctx.samples if "numeric" in ctx.levels else \
+        max(1, min(ctx.samples, FALLBACK_INPUTS // max(problem.sample_count(1), 1)))
     if cert.certified and not ctx.extra.get("cross_checks", True):
         details["cross_checks"] = "skipped (precision sweep)"
         return Record(verdict=Verdict.CERTIFIED, method=method, coverage=Coverage(problem.total, problem.total,

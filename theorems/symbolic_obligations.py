@@ -14,7 +14,8 @@ from verify.hardmax import Form, HardmaxOps, Undecided, exact_dense, q
 from verify.symbolic import Lemma, decode_lemma, leakage_lemma, scale_meets_rule
 from verify.verdict import Record, Verdict
 
-HARDMAX_LIMIT = 2_000_000  # rows x positions x width above which the exact evaluation is not "quick"
+HARDMAX_LIMIT = 4_000_000  # rows x positions x width above which the exact evaluator refuses (memory)
+QUICK_LIMIT = 300_000  # ... and above which the default (quick) level leaves it out
 
 
 def lemma_record(claim: str, lemma: Lemma, ctx: RunContext, seconds: float, extra: str = "",
@@ -45,17 +46,18 @@ def run_leakage(claim: str, V: int, m: int, sigma: float, ctx: RunContext, point
     return lemma_record(claim, lemma, ctx, time.perf_counter() - t0, note if ok else "scale rule fails: " + note, ok)
 
 
-def run_hardmax(claim: str, model: Model, soft: Form, query_pos: np.ndarray, m: int, sigma: float,
-                ctx: RunContext) -> Record:
-    """Exact hardmax evaluation of the exact construction, one row per batch entry (row's own value symbolic)."""
+def run_hardmax(claim: str, model: Model, rows, m: int, sigma: float, ctx: RunContext) -> Record:
+    """Exact hardmax evaluation of the exact construction, one row of the lookup claim per batch entry
+    (the row's own value symbolic, everything else ranging over exact intervals)."""
     t0 = time.perf_counter()
     V = model.vocab.size
-    size = soft.shape[0] * soft.shape[1] * soft.shape[2]
+    size = rows.rows * rows.n_positions * model.d_model
     common = dict(claim=claim, obligation="hardmax-lookup", method="exact rational forms through the forward pass, "
                   "hardmax attention", arithmetic="exact (rationals)", params=dict(ctx.params))
     if size > HARDMAX_LIMIT:
         return Record(verdict=Verdict.UNKNOWN, reason=f"too large for the exact evaluator ({size} > {HARDMAX_LIMIT} "
                       "form entries); the lemmas stay parametric", seconds=time.perf_counter() - t0, **common)
+    soft, query_pos = claim_forms(model, rows)
     ops = HardmaxOps(t_max=q(Fraction(V - 1, V)))
     try:
         logits = forward(model, None, soft, ops=ops).logits

@@ -11,7 +11,7 @@ from constructions.theorem1 import Theorem1
 from theorems.base import Param, RunContext, Theorem
 from theorems.decode import LookupSpec
 from theorems.encoding import LookupEncoding
-from theorems.symbolic_obligations import claim_forms, lookup_obligations, run_hardmax, run_leakage
+from theorems.symbolic_obligations import lookup_obligations, run_hardmax, run_leakage
 from verify.arith import NumpyOps
 from verify.checker import Batch
 from verify.claims import theorem1_rows
@@ -113,8 +113,8 @@ SPEC = LookupSpec(
 def run_hardmax_lookup(ctx: RunContext) -> Record:
     c = construction(ctx)
     model = c.model()
-    soft, query = claim_forms(model, theorem1_rows(np.array(c.stream.block("target")), c.V, c.N, None))
-    return run_hardmax(THEOREM.id, model, soft, query, c.N - 1, c.scale, ctx)
+    rows = theorem1_rows(np.array(c.stream.block("target")), c.V, c.N, None)
+    return run_hardmax(THEOREM.id, model, rows, c.N - 1, c.scale, ctx)
 
 
 def run_leakage_bound(ctx: RunContext) -> Record:

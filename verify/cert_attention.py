@@ -36,6 +36,9 @@ from verify.claims import LookupRows
 from verify.interval import Exec, Iv
 
 
+DENSE_PAIRS = 30_000_000  # (row, hidden unit) pairs the certificate evaluates densely at most
+
+
 class Unsupported(Exception):
     """The model is outside the class the structured certificate handles (reported as UNKNOWN)."""
 
@@ -227,6 +230,9 @@ def _candidate_pairs(claim: LookupRows, pieces, b1, err1, hidden):
     """(row, unit) pairs whose pre-activation may be positive; all pairs when some content token is free."""
     R = claim.rows
     if claim.free_pos:
+        if R * hidden > DENSE_PAIRS:
+            raise Unsupported(f"{R} rows x {hidden} hidden units exceed the certificate's dense budget "
+                              f"({DENSE_PAIRS}); certify a smaller instance")
         return np.repeat(np.arange(R), hidden), np.tile(np.arange(hidden), R)
     # Row-uniform upper bound of every unit, leaving out the row-specific sparse columns.
     upper = I.up(b1 + err1)
@@ -247,6 +253,8 @@ def _candidate_pairs(claim: LookupRows, pieces, b1, err1, hidden):
             rr, cc = csc[:, cols].nonzero()
             touched_units.append(rr)
             touched_rows.append(cc)
+    if R * len(alive) > DENSE_PAIRS:
+        raise Unsupported(f"{len(alive)} hidden units may be active in every row ({R} rows): over the dense budget")
     rows = np.concatenate([np.repeat(np.arange(R), len(alive))] + touched_rows)
     units = np.concatenate([np.tile(alive, R)] + touched_units)
     key = np.unique(rows.astype(np.int64) * hidden + units)

@@ -56,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("verify", help="check claims and print a verdict table")
     v.add_argument("claims", nargs="*", metavar="CLAIM", help="claim ids (default: theorem1 theorem2)")
-    v.add_argument("--vocab", type=_positive, help=f"vocabulary size V (default {ASCII_SIZE}: printable ASCII)")
+    v.add_argument("--vocab", type=_positive, help="vocabulary size V (default: each claim's own, 95 = printable "
+                   "ASCII for Theorems 1 and 2)")
     v.add_argument("--length", type=_positive, help="Theorem 1 response length N (default 20)")
+    v.add_argument("--param", action="append", metavar="NAME=VALUE",
+                   help="set another claim parameter, e.g. --param R=10 (long_response) or --param L=3 (multi_token)")
     v.add_argument("--samples", type=_positive,
                    help="K: targets for theorem1 (default 2000), maps for theorem2 (default 100); "
                         "input sets of at most 2^20 inputs are checked exhaustively instead")

@@ -19,7 +19,7 @@ from verify.cli import UsageError, check_writable, default_alphabet
 from verify.generate import generate
 from verify.progress import progress_printer
 from verify.report import ClaimResult, exit_status, table, write_json
-from verify.runner import run_theorem
+from verify.runner import run_theorem, skipped
 from verify.userinput import InputError, parse_map_file, parse_map_spec, tokens_of
 
 DEFAULT_SAMPLES = {"theorem1": 2000, "theorem2": 100}
@@ -45,6 +45,20 @@ def _weights_plan(args: argparse.Namespace) -> tuple[list, Any, str]:
     return [(THEOREMS[args.claim], params)], model, weights_sha256(model)
 
 
+def _param_overrides(items: list[str] | None) -> dict[str, int]:
+    """--param NAME=VALUE (repeatable) for claims with parameters beyond V and N."""
+    out = {}
+    for item in items or []:
+        name, eq, value = item.partition("=")
+        if not eq or not name.isidentifier():
+            raise UsageError(f"--param {item!r}: write NAME=VALUE, e.g. --param R=10")
+        try:
+            out[name] = int(value)
+        except ValueError:
+            raise UsageError(f"--param {item!r}: {value!r} is not an integer") from None
+    return out
+
+
 def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
     check_writable(args.json)
     if not (args.min_margin >= 0 and np.isfinite(args.min_margin)):
@@ -60,23 +74,29 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
         unknown = [c for c in claims if c not in THEOREMS]
         if unknown:
             raise UsageError(f"unknown claim {unknown[0]!r}; known claims: {', '.join(THEOREMS)}")
-        V, alphabet = default_alphabet(args.vocab)
         plans = []
         for cid in dict.fromkeys(claims):
             theorem = THEOREMS[cid]
-            given = {"V": V, "N": args.length}
+            given = {"V": args.vocab, "N": args.length, **_param_overrides(args.param)}
+            names = {p.name for p in theorem.params}
+            unused = [k for k in given if given[k] is not None and k not in names and k not in ("V", "N")]
+            if unused and len(claims) == 1:
+                raise UsageError(f"{cid} has no parameter {unused[0]!r}; its parameters: {', '.join(sorted(names))}")
             try:
-                params = theorem.resolve({p.name: given.get(p.name) for p in theorem.params})
+                params = theorem.resolve({n: given.get(n) for n in names})
             except ValueError as e:
                 raise UsageError(f"{cid}: {e}") from None
             plans.append((theorem, params))
+        alphabet = None
     results = []
     for theorem, params in plans:
+        claim_alphabet = alphabet if args.weights else default_alphabet(params.get("V"))[1]
         ctx = RunContext(params=params, samples=args.samples or DEFAULT_SAMPLES.get(theorem.id, 1000),
-                         seed=args.seed, dtype=args.dtype, alphabet=alphabet, progress=progress_printer(),
-                         levels=frozenset(LEVELS[args.level]), min_margin=args.min_margin, model=model,
-                         weights_sha256=sha)
-        results.append(ClaimResult(theorem, params, run_theorem(theorem, ctx)))
+                         seed=args.seed, dtype=args.dtype, alphabet=claim_alphabet, progress=progress_printer(),
+                         levels=frozenset(LEVELS[args.level]), quick=args.level == "quick",
+                         min_margin=args.min_margin, model=model, weights_sha256=sha)
+        results.append(ClaimResult(theorem, params, run_theorem(theorem, ctx),
+                                   tuple(ob.id for ob in skipped(theorem, ctx))))
     print(table(results))
     if args.json:
         write_json(args.json, results, ["prefixproof", *argv])

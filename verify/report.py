@@ -23,6 +23,7 @@ class ClaimResult:
     theorem: Theorem
     params: dict[str, int]
     records: list[Record]
+    skipped: tuple[str, ...] = ()  # obligations the quick level left out at these parameters
 
     @property
     def verdict(self) -> Verdict:
@@ -64,6 +65,8 @@ def table(results: Sequence[ClaimResult]) -> str:
         lines.append(f"{c.theorem.id} ({params}): {c.verdict.name} - weakest of {len(c.records)} obligation(s)")
         for r in c.records:
             lines.extend(f"  {line}" for line in _explain(r))
+        for ob in c.skipped:
+            lines.append(f"  {ob}: not run - slow at this size for the quick level (run with --level symbolic)")
     return "\n".join(lines)
 
 
@@ -104,6 +107,7 @@ def to_json(results: Sequence[ClaimResult], argv: Sequence[str]) -> dict[str, An
                 "params": c.params,
                 "verdict": c.verdict.name,
                 "obligations": [r.to_json() for r in c.records],
+                "skipped": list(c.skipped),
             }
             for c in results
         ],

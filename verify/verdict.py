@@ -42,6 +42,13 @@ def weakest(verdicts: Iterable[Verdict]) -> Verdict:
     return max(verdicts, key=lambda v: v.value)
 
 
+def _json_int(n: int) -> int | str | None:
+    """JSON-safe integer: exact below 2^53, a decimal string up to ~300 digits, else None (use the form)."""
+    if n < 2**53:
+        return n
+    return str(n) if n.bit_length() < 1000 else None
+
+
 @dataclass(frozen=True)
 class Coverage:
     """How much of the input set an obligation covered.
@@ -71,8 +78,8 @@ class Coverage:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "covered": self.covered,
-            "total": str(self.total) if self.total >= 2**53 else self.total,
+            "covered": _json_int(self.covered),
+            "total": _json_int(self.total),
             "total_form": self.form,
             "total_log10": round(self.log10, 4),
             "exhaustive": self.exhaustive,
