@@ -36,8 +36,7 @@ CAPTION = (
 
 def _heat(fig: Any, ax: Any, data: np.ndarray, hidden: np.ndarray, title: str, xlabel: str, vmax: float) -> None:
     """A heatmap; keys hidden from the query by the causal mask are grey, not 0-coloured."""
-    cmap = extras.pyplot().get_cmap("viridis").copy()
-    cmap.set_bad("0.85")
+    cmap = extras.pyplot().get_cmap("viridis").with_extremes(bad="0.85")
     im = ax.imshow(np.ma.masked_array(data, hidden), cmap=cmap, vmin=0.0, vmax=vmax, aspect="auto",
                    interpolation="nearest")
     ax.set_title(title, fontsize=10)
