@@ -164,6 +164,9 @@ def _logit_row(name: str, model: Model, inp: Inputs, ln: np.ndarray, lt: np.ndar
 
 
 def _generation_row(name: str, model: Model, tm: Any, inp: Inputs) -> Record:
+    if not all(layer.causal for layer in model.layers):
+        return row("construction", name, "float64 greedy generation", Verdict.UNKNOWN, "-", "float64",
+                   reason="greedy generation needs causal attention in every layer")
     soft = torch.from_numpy(inp.soft)
     prompt = None if inp.prompt is None else torch.from_numpy(inp.prompt)
     with torch.no_grad():
