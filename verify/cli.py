@@ -103,6 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("selftest", help="run the verifier against its mutants and print the kill rate")
     st.add_argument("--quiet", action="store_true", help="only the summary")
 
+    xc = sub.add_parser("crosscheck", help="cross-check against PyTorch, Hugging Face GPT-2, PEFT and MiniLM "
+                        "(needs the torch extra)")
+    xc.add_argument("targets", nargs="*", metavar="TARGET", help="constructions, gpt2, peft, minilm or all (default)")
+    xc.add_argument("--dtype", choices=("float64", "float32", "float16", "bfloat16"), action="append",
+                    help="repeatable; identities run in float32/float64 (default both), constructions report "
+                         "the formats below float64 (default float32, float16, bfloat16)")
+    xc.add_argument("--weights", metavar="DIR", action="append", help="cross-check this weights directory "
+                    "(repeatable; default: four constructions built on the fly)")
+    xc.add_argument("--json", metavar="PATH", help="also write every row as JSON")
+
+    pl = sub.add_parser("plot", help="attention heatmaps with and without a prefix (needs the plot extra)")
+    pl.add_argument("--source", choices=("numpy", "gpt2", "minilm"), default="numpy",
+                    help="numpy: our evaluator on a small random model (default); gpt2, minilm: the torch extra")
+    pl.add_argument("--layer", type=int, default=0, help="layer to plot (default 0)")
+    pl.add_argument("--out", default="attention-plots", help="output directory for the PNGs")
+
     gen = sub.add_parser("generate", help="load a weights directory and print what the model generates")
     gen.add_argument("dir", help="directory written by `prefixproof build`")
     gen.add_argument("--input", help="user tokens: text for ASCII models, comma-separated ids otherwise")
@@ -126,6 +142,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "precision":
             from verify.commands import cmd_precision
             return cmd_precision(args)
+        if args.command == "crosscheck":
+            from verify.cmd_crosscheck import cmd_crosscheck
+            return cmd_crosscheck(args, argv)
+        if args.command == "plot":
+            from verify.cmd_plot import cmd_plot
+            return cmd_plot(args)
         from verify.commands import cmd_generate
         return cmd_generate(args)
     except UsageError as e:
