@@ -17,7 +17,7 @@ from constructions.model import Model, materialize
 from verify.cert_attention import Unsupported, first_layer_forms
 from verify.cert_blocks import BlockEvaluator, CertResult, certify_blocks
 from verify.claims import LookupRows
-from verify.interval import Exec, check_environment
+from verify.interval import Exec, PrecisionExhausted, check_environment
 
 
 def certify_lookup(model: Model, claim: LookupRows, ex: Exec, *, min_margin: float = 0.0,
@@ -29,7 +29,7 @@ def certify_lookup(model: Model, claim: LookupRows, ex: Exec, *, min_margin: flo
     try:
         first = first_layer_forms(model, claim, ex)
         result = certify_blocks(model, claim, first, ex, min_margin=min_margin, progress=progress)
-    except Unsupported as e:
+    except (Unsupported, PrecisionExhausted) as e:
         result = CertResult(False, float("-inf"), claim.rows * claim.V, reason=str(e))
     return result, time.perf_counter() - t0
 

@@ -40,10 +40,14 @@ class EnvironmentError_(RuntimeError):
     """The machine's floating point does not meet the certificate's assumptions."""
 
 
+class PrecisionExhausted(ValueError):
+    """An accumulation too long for the format's rounding bound (n u >= 1/2): the bound says nothing."""
+
+
 def gamma(n: int, u: float = U) -> float:
     """gamma_n = n u / (1 - n u), rounded up (n u < 1 assumed)."""
     if n * u >= 0.5:
-        raise ValueError(f"gamma_{n} undefined for u={u}: accumulation too long for this precision")
+        raise PrecisionExhausted(f"sums of {n} terms are too long to bound in a format with unit roundoff {u:.3g}")
     return float(np.nextafter(n * u / (1 - n * u), np.inf)) * (1 + 4 * U)
 
 
