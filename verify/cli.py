@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     b2.add_argument("--out", required=True, help="output directory")
 
     pr = sub.add_parser("precision", help="largest sizes certified in each floating-point format")
-    pr.add_argument("theorem", choices=("theorem1", "theorem2"))
+    pr.add_argument("theorem", choices=("theorem1", "theorem2", "long_response", "multi_token", "conditional",
+                                        "multi_token_packing"))
     pr.add_argument("--dtype", choices=("float64", "float32", "float16", "bfloat16"), action="append",
                     help="format(s) to report (repeatable; default: all four)")
     pr.add_argument("--json", metavar="PATH", help="also write the report as JSON")

@@ -35,7 +35,7 @@ ZERO = fmpq(0)
 def q(x: Fraction | int | float) -> fmpq:
     """Exact conversion to flint's C rationals (much faster than Fraction in object arrays)."""
     f = Fraction(x)
-    return fmpq(f.numerator, f.denominator)
+    return fmpq(int(f.numerator), int(f.denominator))
 
 
 class Undecided(Exception):

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from theorems import THEOREMS
 from theorems.base import RunContext
-from theorems.decode import run_decode
+from verify.runner import run_obligation
 from verify.verdict import Record, Verdict
 
 V_CAP = 65536
@@ -54,15 +54,24 @@ class Frontier:
         }
 
 
+# The sizes each claim's report sweeps: (axis, fixed parameters, cap).
+SWEEPS: dict[str, list[tuple[str, dict[str, int], int]]] = {
+    "theorem1": [("V", {"N": N}, V_CAP) for N in (1, 4, 20, 64, 256)] + [("N", {"V": 95}, N_CAP)],
+    "theorem2": [("V", {}, V_CAP)],
+    "long_response": [("V", {"R": 10}, 4096)],
+    "multi_token": [("V", {"L": 2}, 1024)],
+    "conditional": [("V", {"L": 2, "R": 2}, 256)],
+    "multi_token_packing": [("V", {"L": 2}, 24)],
+}
+
+
 def decode_at(theorem_id: str, params: dict[str, int], dtype: str, seed: int = 0, search: bool = False) -> Record:
     """The decode obligation at one size: the certificate alone, or (search) also hunting a counterexample."""
-    spec = THEOREMS[theorem_id]
-    from theorems import theorem1, theorem2
-
-    lookup = {"theorem1": theorem1.SPEC, "theorem2": theorem2.SPEC}[theorem_id]
-    ctx = RunContext(params=spec.resolve(params), samples=32, seed=seed, dtype=dtype,
+    theorem = THEOREMS[theorem_id]
+    ob = next(o for o in theorem.obligations if o.id == "decode")
+    ctx = RunContext(params=theorem.resolve(params), samples=32, seed=seed, dtype=dtype,
                      levels=frozenset({"certify"}), extra={"cross_checks": search})
-    return run_decode(lookup, ctx)
+    return run_obligation(theorem, ob, ctx)
 
 
 def _probe(out: Frontier, theorem_id: str, dtype: str, axis: str, fixed: dict[str, int], size: int, search: bool,
@@ -123,14 +132,7 @@ def precision_report(theorem_id: str, dtypes: list[str], say: Callable[[str], No
     """Frontiers per format: Theorem 1 along V for several N and along N at V=95; Theorem 2 along V."""
     report: dict[str, list[Frontier]] = {}
     for dtype in dtypes:
-        rows: list[Frontier] = []
-        if theorem_id == "theorem1":
-            for N in (1, 4, 20, 64, 256):
-                rows.append(frontier(theorem_id, dtype, "V", {"N": N}, V_CAP, say))
-            rows.append(frontier(theorem_id, dtype, "N", {"V": 95}, N_CAP, say))
-        else:
-            rows.append(frontier(theorem_id, dtype, "V", {}, V_CAP, say))
-        report[dtype] = rows
+        report[dtype] = [frontier(theorem_id, dtype, axis, fixed, cap, say) for axis, fixed, cap in SWEEPS[theorem_id]]
     return report
 
 
@@ -143,7 +145,7 @@ def render(theorem_id: str, report: dict[str, list[Frontier]]) -> str:
     for dtype, frontiers in report.items():
         for f in frontiers:
             fixed = ", ".join(f"{k}={v}" for k, v in f.fixed.items()) or "-"
-            cap = V_CAP if f.axis == "V" else N_CAP
+            cap = dict((a, c) for a, fx, c in SWEEPS.get(theorem_id, []) if fx == f.fixed).get(f.axis, V_CAP)
             largest = "-" if f.largest_ok is None else (f">= {cap} (search cap)" if f.first_fail is None
                                                         and f.largest_ok == cap else str(f.largest_ok))
             rows.append((dtype, f.axis, fixed, largest, "-" if f.first_fail is None else str(f.first_fail),

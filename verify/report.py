@@ -80,8 +80,8 @@ def _explain(r: Record) -> list[str]:
     elif r.verdict is Verdict.PROVED and d.get("per_instance"):
         out.append(f"{r.obligation}: PROVED per instance ({d['per_instance']})")
     elif r.verdict is Verdict.CERTIFIED:
-        bound = d.get("certificate", {}).get("margin_lower_bound")
-        out.append(f"{r.obligation}: CERTIFIED for every input in {r.arithmetic}; decode margin >= {bound:.6g}")
+        bound = "" if r.min_margin is None else f"; decode margin >= {r.min_margin:.6g}"
+        out.append(f"{r.obligation}: CERTIFIED for every input in {r.arithmetic}{bound}")
     elif r.verdict is Verdict.SAMPLED:
         out.append(f"{r.obligation}: SAMPLED is evidence from seeded samples (seed {r.seed}), not a proof")
     if r.counterexample:

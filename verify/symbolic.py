@@ -120,3 +120,42 @@ def scale_meets_rule(V: int, m: int, sigma: float, pointers: int = 1) -> bool:
     s = Fraction(sigma)
     arb_sigma = flint.arb(s.numerator) / s.denominator
     return bool(arb_sigma.exp() >= 4 * V * (pointers + 1) * max(m, 1))
+
+
+def packing_lemma() -> Lemma:
+    """Digit extraction by saturated ReLU steps, its error tolerance, and the packing scale rule."""
+    g, V, m = sp.symbols("g V m", positive=True)
+    z, j = sp.symbols("z j", real=True)
+    w, s, f = sp.symbols("w s f", nonnegative=True)
+    n = sp.Symbol("n", integer=True, nonnegative=True)
+    A = (2 / g) * (z - j) + sp.Rational(3, 2)
+    lem = Lemma(
+        "packing-lemmas",
+        "with A = (2/g)(z - j) + 3/2 and H = ReLU(1 - ReLU(1 - A)): H = 1 when the grid value z* >= j and "
+        "H = 0 when z* <= j - g, for any computed z within g/4 of z*; so d = sum_j H_j = floor(V x) on the "
+        "grid, the error of x_k grows by V per stage, and every stage decides correctly when the packed value "
+        "is within V^-D/4 of its grid point, which sigma >= ln(16 m V^D) guarantees (delta <= V^-D/8)",
+        "V, D, g, j, the grid value and the error symbolic",
+    )
+    lem.check("z >= j - g/4 gives A >= 1", _zero(A.subs(z, j - g / 4 + w) - 1 - 2 * w / g) and (2 * w / g).is_nonnegative)
+    lem.check("z <= j - 3g/4 gives A <= 0", _zero(A.subs(z, j - 3 * g / 4 - w) + 2 * w / g))
+    Aon, Aoff = 1 + w, -w
+    H = lambda a: sp.Max(0, 1 - sp.Max(0, 1 - a))  # noqa: E731
+    lem.check("A >= 1 saturates H to exactly 1, A <= 0 to exactly 0 (no cancellation)",
+              sp.simplify(H(Aon) - 1) == 0 and sp.simplify(H(Aoff)) == 0)
+    lem.check("on the grid, z* = n + f with f <= 1 - g: every j <= n has z* >= j",
+              (f + w).is_nonnegative and _zero((n + f) - (n - w) - (f + w)))
+    lem.check("... and every j >= n + 1 has z* <= j - g, so d = sum_j H_j = n = floor(z*)",
+              _zero((n + (1 - g - s)) - (n + 1 + w) - (-g - s - w)) and (-s - w).is_nonpositive)
+    k, D = sp.symbols("k D", positive=True)
+    lem.check("with the right digit, x_(k+1) - x*_(k+1) = V (x_k - x*_k): the error after k stages is V^k e_0",
+              _zero(V * (z + w) - n - (V * z - n) - V * w))
+    lem.check("V^(k+1) V^-D / 4 = g_k / 4 with g_k = V^-(D-1-k): one bound e_0 < V^-D/4 serves every stage",
+              _zero(V ** (k + 1) * V ** (-D) / 4 - V ** (-(D - 1 - k)) / 4))
+    gap = V ** (-D) * w / (8 * (1 + w))
+    lem.check("sigma = ln(16 m V^D) + s' gives delta <= 2 m e^-sigma <= V^-D / 8 < V^-D / 4",
+              _zero(2 * m / (16 * m * V ** D * (1 + w)) - V ** (-D) / (8 * (1 + w))) and
+              _zero(V ** (-D) / 8 - V ** (-D) / (8 * (1 + w)) - gap) and gap.is_nonnegative)
+    lem.check("selection: ReLU(d/V + idx - 1) is d/V at idx = 1 and 0 at idx = 0 (d <= V - 1)",
+              _zero((n / V + 1 - 1) - n / V) and sp.simplify(sp.Max(0, (V - 1 - s) / V - 1)) == 0)
+    return lem
