@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="format(s) to report (repeatable; default: all four)")
     pr.add_argument("--json", metavar="PATH", help="also write the report as JSON")
 
+    from verify.cmd_fuzz import add_parser as add_fuzz_parser
+    add_fuzz_parser(sub, _positive, _seed)
+
     gen = sub.add_parser("generate", help="load a weights directory and print what the model generates")
     gen.add_argument("dir", help="directory written by `prefixproof build`")
     gen.add_argument("--input", help="user tokens: text for ASCII models, comma-separated ids otherwise")
@@ -114,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "build":
             from verify.commands import cmd_build
             return cmd_build(args)
+        if args.command == "fuzz":
+            from verify.cmd_fuzz import cmd_fuzz
+            return cmd_fuzz(args, argv)
         if args.command == "precision":
             from verify.commands import cmd_precision
             return cmd_precision(args)

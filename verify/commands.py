@@ -64,7 +64,7 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
         plans = []
         for cid in dict.fromkeys(claims):
             theorem = THEOREMS[cid]
-            given = {"V": V, "N": args.length}
+            given = {"V": args.vocab, "N": args.length}  # only what was given: other claims keep their defaults
             try:
                 params = theorem.resolve({p.name: given.get(p.name) for p in theorem.params})
             except ValueError as e:
