@@ -71,10 +71,12 @@ class Case:
             raise CaseError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         for name, (lo, hi) in RANGES.items():
             value = getattr(self, name)
-            if isinstance(lo, int) and not (isinstance(value, int) and not isinstance(value, bool)):
-                raise CaseError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-            if not (isinstance(value, int | float) and math.isfinite(value) and lo <= value <= hi):
-                raise CaseError(f"{name} must lie in [{lo}, {hi}], got {value!r}")
+            integral = isinstance(lo, int)
+            kind_ok = (isinstance(value, int) if integral else isinstance(value, int | float)) \
+                and not isinstance(value, bool)
+            if not (kind_ok and math.isfinite(value) and lo <= value <= hi):
+                what = "an integer" if integral else "a number"
+                raise CaseError(f"{name} must be {what} in [{lo}, {hi}], got {value!r}")
         for name in ("raw", "prefix_batched", "causal", "layernorm", "residual", "padding"):
             if not isinstance(getattr(self, name), bool):
                 raise CaseError(f"{name} must be true or false, got {getattr(self, name)!r}")
