@@ -155,6 +155,7 @@ def fuzz(plan: Plan, report: Callable[[str, Stats, int | None], None] | None = N
     if plan.examples is None and plan.seconds is None:
         raise ValueError("give an example budget, a time budget, or both")
     per_prop_seconds = None if plan.seconds is None else plan.seconds / len(plan.properties)
+    import verify.fuzz_strategies  # noqa: F401 - loaded once here, inherited by forked workers
     pool = ProcessPoolExecutor(plan.workers) if plan.workers > 1 else None
     try:
         for prop in plan.properties:

@@ -69,24 +69,25 @@ class Magnitudes:
     D: int  # longest inner product
 
 
-def magnitudes(layer: Layer, hi: int, x: np.ndarray, prefix: Prefix | None) -> Magnitudes:
-    """The magnitudes of docs/identities.md for head `hi` on content inputs x (B, n, d) and a prefix."""
-    head = layer.heads[hi]
+def magnitudes(layer: Layer, x: np.ndarray, prefix: Prefix | None) -> list[Magnitudes]:
+    """The magnitudes of docs/identities.md for every head, on content inputs x (B, n, d) and a prefix."""
     h = np.abs(_normed(layer, x))
-    aq, ak, av = np.abs(_f64(head.W_Q)), np.abs(_f64(head.W_K)), np.abs(_f64(head.W_V))
-    Hq, Hk, Hv = h @ aq.T, h @ ak.T, h @ av.T
-    if prefix is not None:
-        B = x.shape[0]
-        if prefix.activations is not None:
-            hp = np.abs(_normed(layer, prefix.activations))
-            Kp, Vp = hp @ ak.T, hp @ av.T
-        else:
-            Kp, Vp = np.abs(_f64(prefix.keys[hi])), np.abs(_f64(prefix.values[hi]))
-        Kp = np.broadcast_to(Kp, (B,) + Kp.shape[-2:])
-        Vp = np.broadcast_to(Vp, (B,) + Vp.shape[-2:])
-        Hk, Hv = np.concatenate([Kp, Hk], axis=1), np.concatenate([Vp, Hv], axis=1)
-    S = abs(head.scale) * float((Hq @ np.swapaxes(Hk, -1, -2)).max(initial=0.0))
-    return Magnitudes(S, float(Hv.max(initial=0.0)), max(head.d_in, head.d_k, head.d_v))
+    hp = None if prefix is None or prefix.activations is None else np.abs(_normed(layer, prefix.activations))
+    out = []
+    for hi, head in enumerate(layer.heads):
+        aq, ak, av = np.abs(_f64(head.W_Q)), np.abs(_f64(head.W_K)), np.abs(_f64(head.W_V))
+        Hq, Hk, Hv = h @ aq.T, h @ ak.T, h @ av.T
+        if prefix is not None:
+            if hp is not None:
+                Kp, Vp = hp @ ak.T, hp @ av.T
+            else:
+                Kp, Vp = np.abs(_f64(prefix.keys[hi])), np.abs(_f64(prefix.values[hi]))
+            B = x.shape[0]
+            Hk = np.concatenate([np.broadcast_to(Kp, (B,) + Kp.shape[-2:]), Hk], axis=1)
+            Hv = np.concatenate([np.broadcast_to(Vp, (B,) + Vp.shape[-2:]), Hv], axis=1)
+        S = abs(head.scale) * float((Hq @ np.swapaxes(Hk, -1, -2)).max(initial=0.0))
+        out.append(Magnitudes(S, float(Hv.max(initial=0.0)), max(head.d_in, head.d_k, head.d_v)))
+    return out
 
 
 def compare_head(name: str, pre: HeadTrace, base: HeadTrace, P: int, mag: Magnitudes, dtype: np.dtype,
@@ -157,8 +158,8 @@ def prefix_measures(case: Case, control: str | None = None, bias: bool = True, e
         base_ops = ProbeOps(b.dtype)
         forward(layer_model(model, l, case.n), None, x, key_mask=b.key_mask, ops=base_ops)
         pre_traces, base_traces = ops.layer(l, H), base_ops.layer(0, H)
-        for hi in range(H):
-            mag = magnitudes(layer, hi, run.layer_inputs[l], prefix)
+        mags = magnitudes(layer, run.layer_inputs[l], prefix)
+        for hi, mag in enumerate(mags):
             swap = _f64(pre_traces[(hi + 1) % H].v)[:, :case.prefix_len] if control == "swap_heads" else None
             out += compare_head(f"L{l} h{hi}", pre_traces[hi], base_traces[hi], case.prefix_len, mag, b.dtype,
                                 layer.heads[hi].W_O, control, swap, bias)
@@ -196,8 +197,9 @@ def soft_prefix_measures(case: Case, control: str | None = None, evaluate_in: An
         prefix = Prefix(activations=x[:, :k])
         pops = ProbeOps(b.dtype)
         forward(layer_model(model, l, n), None, x[:, k:], prefixes=[prefix], key_mask=b.key_mask, ops=pops)
+        mags = magnitudes(layer, x[:, k:], prefix)
         for hi, (soft_t, pre_t) in enumerate(zip(ops.layer(l, H), pops.layer(0, H))):
-            mag = magnitudes(layer, hi, x[:, k:], prefix)
+            mag = mags[hi]
             tol_w = tolerance(b.dtype, k + n, 1.0, depth=mag.D, score_scale=mag.S)
             out.append(Measure(f"L{l} h{hi} attention", float(np.abs(_f64(soft_t.A)[:, k:] - _f64(pre_t.A)).max()),
                                tol_w))
