@@ -40,10 +40,11 @@ def cases(**limits: Any) -> st.SearchStrategy[Case]:
     if unknown:
         raise ValueError(f"unknown case field(s) {sorted(unknown)}")
     fields: dict[str, st.SearchStrategy] = {}
+    fixed: dict[str, Any] = {}
     for name, (lo, hi) in RANGES.items():
         lim = limits.get(name)
         if lim is not None and not isinstance(lim, tuple):
-            fields[name] = st.just(lim)
+            fixed[name] = lim  # not drawn at all: draws are what an example costs
             continue
         lo, hi = lim if lim is not None else (lo, hi)
         if isinstance(lo, int):
@@ -51,10 +52,11 @@ def cases(**limits: Any) -> st.SearchStrategy[Case]:
         else:  # hundredths of a decade; shrinks towards 0 (unit magnitude) when 0 is in range
             fields[name] = st.integers(round(lo * 100), round(hi * 100)).map(lambda k: k / 100)
     dtype = st.just(limits["dtype"]) if "dtype" in limits else st.sampled_from(("float64", "float32"))
+    seed, flags = st.integers(0, 2**32 - 1), _flag_mask(limits)
 
     @st.composite
     def draw(data: st.DataObject) -> Case:
         values = {name: data(s) for name, s in fields.items()}
-        return Case(seed=data(st.integers(0, 2**32 - 1)), dtype=data(dtype), **values, **data(_flag_mask(limits)))
+        return Case(seed=data(seed), dtype=data(dtype), **fixed, **values, **data(flags))
 
     return draw()
