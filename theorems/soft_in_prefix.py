@@ -87,8 +87,9 @@ THEOREM = Theorem(
     claim=(
         "Every soft prompt equals a particular prefix: the prefix at layer l holds the soft run's layer-l "
         "activations at the virtual positions, on the model whose content positions are shifted by the prompt "
-        "length. The inclusion is strict: on a concrete model, a layer-1 prefix (key, value) exists that no soft "
-        "prompt realises."
+        "length; with causal attention these prefixes do not depend on the content, so each soft prompt is one "
+        "fixed prefix. The inclusion is strict: on a concrete model, a layer-1 prefix (key, value) exists that no "
+        "soft prompt realises."
     ),
     predicate="forall soft S: exists prefix P(S) with out(S, x) = out'(P(S), x); exists prefix P*: forall S: kv(S) != P*",
     params=(),

@@ -50,7 +50,8 @@ PROPERTIES: dict[str, Property] = {p.name: p for p in (
              lambda c, ctl, ev: _only(BIAS_PARTS, prefix_measures(c, ctl, True, ev))),
     Property("soft_in_prefix",
              "a soft prompt of k vectors equals, at every layer, the prefix of its own layer activations on the "
-             "model whose content positions are shifted by k (same attention and head outputs)",
+             "model whose content positions are shifted by k (same attention and head outputs); with causal "
+             "attention those prefixes do not depend on the content",
              soft_prefix_measures),
 )}
 
@@ -64,6 +65,9 @@ CONTROLS: dict[str, Control] = {c.name: c for c in (
             {"raw": True, "d": (1, 3), "d_v": (4, 6)}),
     Control("unshifted_positions", "soft_in_prefix",
             "the prefix-side model keeps positions 0..n-1 for the content (no shift by k)", {}),
+    Control("noncausal_fixed_prefix", "soft_in_prefix",
+            "one fixed prefix per soft prompt without a causal mask (the virtual positions then read the content)",
+            {"causal": False, "layers": (2, 3), "padding": False}),
 )}
 
 

@@ -15,15 +15,15 @@ the harness must flag): see `verify/fuzz_props.py`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from constructions.model import Layer
+from constructions.model import Layer, Model
 from verify.arith import NumpyOps
-from verify.forward import Prefix, forward
-from verify.fuzz_case import Built, Case, build
+from verify.forward import Prefix, embed, forward
+from verify.fuzz_case import Case, build
 from verify.prefix_identities import prefix_mass, tolerance
 from verify.probe import HeadTrace, ProbeOps, layer_model
 
@@ -186,12 +186,12 @@ def soft_prefix_measures(case: Case, control: str | None = None, evaluate_in: An
     run = forward(model, b.tokens, b.soft, key_mask=mask, ops=ops, return_inputs=True)
     out: list[Measure] = []
     shifted = _shift_positions(model, 0 if control == "unshifted_positions" else k, n)
-    x0 = forward(shifted, b.tokens, prefixes=[Prefix(activations=run.layer_inputs[l][:, :k]) for l in
-                                              range(case.layers)], key_mask=b.key_mask, return_inputs=True,
-                 ops=NumpyOps(b.dtype)).layer_inputs[0]
+    x0 = embed(shifted, b.tokens, None, 0, NumpyOps(b.dtype))  # the prefix-side model's content inputs
     x_soft = _f64(run.layer_inputs[0][:, k:])
     out.append(Measure("content inputs (positions shifted by k)", float(np.abs(_f64(x0) - x_soft).max(initial=0.0)),
                        tolerance(b.dtype, 0, float(np.abs(x_soft).max(initial=0.0)))))
+    if case.causal or control == "noncausal_fixed_prefix":
+        out += _fixed_prefix(case, b, mask, run.layer_inputs)
     for l, layer in enumerate(model.layers):
         x = run.layer_inputs[l]
         prefix = Prefix(activations=x[:, :k])
@@ -209,7 +209,20 @@ def soft_prefix_measures(case: Case, control: str | None = None, evaluate_in: An
     return out
 
 
-def _shift_positions(model, k: int, n: int):
+def _fixed_prefix(case: Case, b: Any, mask: np.ndarray | None, inputs: list[np.ndarray]) -> list[Measure]:
+    """With causal attention the prefixes do not depend on the content: a second content gives the same ones."""
+    k = case.prefix_len
+    other = forward(b.model, (b.tokens + 1) % b.model.vocab.size, b.soft, key_mask=mask, ops=NumpyOps(b.dtype),
+                    return_inputs=True).layer_inputs
+    out = []
+    for l in range(1, case.layers):
+        mine, theirs = _f64(inputs[l][:, :k]), _f64(other[l][:, :k])
+        D = max(max(h.d_in, h.d_k, h.d_v) for h in b.model.layers[l - 1].heads)
+        out.append(Measure(f"L{l} prefix independent of the content", float(np.abs(mine - theirs).max(initial=0.0)),
+                           tolerance(b.dtype, k + case.n, float(np.abs(mine).max(initial=0.0)), depth=D)))
+    return out
+
+
+def _shift_positions(model: Model, k: int, n: int) -> Model:
     """The model whose content position j uses P[k + j]: what a soft prompt of k positions leaves to the content."""
-    from dataclasses import replace
     return replace(model, pos=model.pos[k:k + n])

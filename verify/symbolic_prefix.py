@@ -126,9 +126,11 @@ def soft_prefix_lemma() -> Lemma:
         "the prefixes s^l_m = X^l[m] (the soft run's layer-l inputs at the virtual positions m < k) on the model "
         "whose positional table is shifted by k (P'[j] = P[k + j]); by induction over layers: equal content "
         "inputs, the same visible keys and values in the same order, hence equal attention, and the MLP and "
-        "residuals act position by position",
-        "k, n, the position indices and every weight symbolic; any number of layers and heads, causal or not, "
-        "any padding mask over the content",
+        "residuals act position by position. With causal attention a virtual position sees only virtual "
+        "positions, so the prefixes do not depend on the content: one fixed prefix per soft prompt",
+        "k, n, the position indices and every weight symbolic; any number of layers and heads with causal "
+        "attention (the paper's setting) and any padding mask over the content; without a causal mask the "
+        "equality still holds per input, but beyond layer 1 the prefix then depends on the content",
     )
     kk = sp.Symbol("k", integer=True, positive=True)
     i, jj, a = sp.symbols("i j a", integer=True, nonnegative=True)
@@ -141,6 +143,8 @@ def soft_prefix_lemma() -> Lemma:
               bool(((kk + i) - (kk - 1 - a)).is_positive))
     lem.check("content key k + j is visible to content query k + i iff j <= i: (k + i) - (k + j) = i - j",
               sp.simplify((kk + i) - (kk + jj) - (i - jj)) == 0)
+    lem.check("causal: a virtual query m = k - 1 - a sees no content key k + j, since (k + j) - m > 0: its activations "
+              "and so the prefixes are the same for every content", bool(((kk + jj) - (kk - 1 - a)).is_positive))
     dk = sp.Symbol("d_k", integer=True, positive=True)
     W_K, W_V = sp.IndexedBase("W_K", real=True), sp.IndexedBase("W_V", real=True)
     X_m, s_m = sp.symbols("X_m s_m")  # the layer input at virtual position m, and an activation prefix
