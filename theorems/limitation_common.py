@@ -41,12 +41,15 @@ def run_sampled(claim: str, prop: str, ctx: RunContext) -> Record:
     FALSIFIED, otherwise UNKNOWN.
     """
     t0 = time.perf_counter()
-    dtype = ctx.dtype if ctx.dtype in ("float64", "float32") else "float64"
-    cases = seeded_cases(ctx.seed, ctx.samples, dtype)
-    report = ctx.reporter(f"{claim} fuzz")
-    common = dict(claim=claim, obligation="fuzz", method=f"verify.fuzz_props.{prop} on {len(cases)} seeded random "
+    dtype = ctx.dtype
+    common = dict(claim=claim, obligation="fuzz", method=f"verify.fuzz_props.{prop} on {ctx.samples} seeded random "
                   "transformers (of an infinite set; per layer, given the same layer input)", arithmetic=dtype,
                   params=dict(ctx.params), seed=ctx.seed, dtype=dtype)
+    if dtype not in ("float64", "float32"):
+        return Record(verdict=Verdict.UNKNOWN, reason=f"the fuzz cases run in float32 or float64, not {dtype}",
+                      seconds=time.perf_counter() - t0, **common)
+    cases = seeded_cases(ctx.seed, ctx.samples, dtype)
+    report = ctx.reporter(f"{claim} fuzz")
     top = 0.0
     for done, case in enumerate(cases, 1):
         ms = PROPERTIES[prop].measures(case)
