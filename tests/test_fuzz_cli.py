@@ -61,6 +61,18 @@ def test_a_failure_is_shrunk_saved_and_replayed(capsys, tmp_path):
     assert code == 0 and "passes now" in out
 
 
+def test_random_engine_runs_and_shrinks_greedily(capsys, tmp_path):
+    from verify.fuzz_runner import run_random_chunk
+
+    code, out, _ = run(capsys, "fuzz", "--engine", "random", "--examples", "30", "--no-controls", "--workers", "1")
+    assert code == 0 and "no counterexample" in out
+    f = run_random_chunk("prefix_bias", seed=5, examples=100, control="swap_heads").failure
+    assert f is not None and f.bad()
+    assert (f.case.layers, f.case.heads, f.case.d, f.case.n, f.case.batch) == (1, 2, 1, 1, 1)  # heads >= 2 is needed
+    path = cmd_fuzz._save(f, str(tmp_path))
+    assert run(capsys, "fuzz", "--replay", path)[0] == 1
+
+
 def test_an_unflagged_control_is_a_harness_error(capsys, monkeypatch):
     import verify.fuzz_runner as fr
 
@@ -104,3 +116,15 @@ def test_bad_replay_files_are_one_line_exit_2(capsys, tmp_path, content, message
     p.write_text(content)
     code, out, err = run(capsys, "fuzz", "--replay", str(p))
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_greedy_shrinker_keeps_a_case_nothing_simpler_reproduces():
+    from verify.fuzz_case import Case
+    from verify.fuzz_shrink import shrink
+
+    case = Case(seed=9, layers=3, heads=2, d=5, padding=True, qk_log10=0.7)
+    same, used = shrink(case, lambda c: c == case)
+    assert same == case and used > 0
+    simplest, _ = shrink(case, lambda c: c.heads >= 2)  # only "two heads" matters
+    assert simplest.heads == 2 and simplest.layers == 1 and simplest.d == 1 and not simplest.padding
+    assert simplest.qk_log10 == 0.0 and simplest.seed == 0

@@ -41,6 +41,9 @@ def add_parser(sub: Any, positive: Any, seed: Any) -> None:
                    help="worker processes (default: PREFIXPROOF_WORKERS, or the number of cores up to 4)")
     f.add_argument("--size", choices=("default", "small"), default="default",
                    help="model sizes drawn: default (up to 3 layers, 3 heads, width 8) or small (1 layer, width <= 4)")
+    f.add_argument("--engine", choices=("hypothesis", "random"), default="hypothesis",
+                   help="hypothesis (targeting, hypothesis shrinking; default) or random (numpy-seeded cases, greedy "
+                        "shrinking, no per-example hypothesis overhead)")
     f.add_argument("--no-controls", action="store_true", help="skip the negative controls")
     f.add_argument("--failures", metavar="DIR", default=".", help="directory for saved counterexamples (default .)")
     f.add_argument("--json", metavar="PATH", help="also write the run as JSON")
@@ -73,9 +76,9 @@ def cmd_fuzz(args: argparse.Namespace, argv: list[str]) -> int:
 
     props = list(dict.fromkeys(args.property or PROPERTIES))
     examples = args.examples if args.examples or args.seconds else 2000
-    plan = Plan(props, examples, args.seconds, args.seed, args.workers, args.size)
+    plan = Plan(props, examples, args.seconds, args.seed, args.workers, args.size, engine=args.engine)
     print(f"fuzz: {', '.join(props)}; {_budget(examples, args.seconds)}; seed {args.seed}; size {args.size}; "
-          f"{args.workers} worker(s)", file=sys.stderr, flush=True)
+          f"engine {args.engine}; {args.workers} worker(s)", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     try:
         results = fuzz(plan, _progress())
@@ -171,7 +174,8 @@ def _report(argv, plan, results, controls, saved, seconds, status) -> dict[str, 
     return {
         "format": REPORT_FORMAT, "format_version": 1, "command": ["prefixproof", *argv],
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
-        "seed": plan.seed, "workers": plan.workers, "size": plan.size, "seconds": round(seconds, 3),
+        "seed": plan.seed, "workers": plan.workers, "size": plan.size, "engine": plan.engine,
+        "seconds": round(seconds, 3),
         "exit_status": status,
         "properties": {p: stats(st) for p, st in results.items()},
         "saved_counterexamples": saved,

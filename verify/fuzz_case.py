@@ -36,6 +36,11 @@ RANGES: dict[str, tuple[Any, Any]] = {
 }
 
 
+FLAG_DEFAULTS = {"raw": False, "prefix_batched": False, "causal": True, "layernorm": False, "residual": False,
+                 "padding": False}  # the simplest value of each flag (what shrinking goes back to)
+FLAGS = tuple(FLAG_DEFAULTS)
+
+
 class CaseError(ValueError):
     """A fuzz case (or a saved one) is outside the ranges the harness draws from."""
 
@@ -77,7 +82,7 @@ class Case:
             if not (kind_ok and math.isfinite(value) and lo <= value <= hi):
                 what = "an integer" if integral else "a number"
                 raise CaseError(f"{name} must be {what} in [{lo}, {hi}], got {value!r}")
-        for name in ("raw", "prefix_batched", "causal", "layernorm", "residual", "padding"):
+        for name in FLAGS:
             if not isinstance(getattr(self, name), bool):
                 raise CaseError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -103,14 +108,23 @@ class Case:
         return cls(**data)
 
     @classmethod
-    def random(cls, rng: np.random.Generator) -> "Case":
-        """A case drawn by numpy's generator (seeded sampling without hypothesis)."""
+    def random(cls, rng: np.random.Generator, **limits: Any) -> "Case":
+        """A case drawn by numpy's generator (seeded sampling without hypothesis).
+
+        `limits` narrows a range (name=(lo, hi)) or fixes a value (name=value), as for the hypothesis strategy.
+        """
         kw: dict[str, Any] = {}
         for name, (lo, hi) in RANGES.items():
-            kw[name] = int(rng.integers(lo, hi + 1)) if isinstance(lo, int) else float(rng.uniform(lo, hi))
-        for name in ("raw", "prefix_batched", "causal", "layernorm", "residual", "padding"):
-            kw[name] = bool(rng.integers(0, 2))
-        return cls(seed=int(rng.integers(0, 2**31)), dtype=str(rng.choice(list(DTYPES))), **kw)
+            lim = limits.get(name)
+            if lim is not None and not isinstance(lim, tuple):
+                kw[name] = lim
+                continue
+            lo, hi = lim if lim is not None else (lo, hi)
+            kw[name] = int(rng.integers(lo, hi + 1)) if isinstance(lo, int) else round(float(rng.uniform(lo, hi)), 2)
+        for name in FLAGS:
+            kw[name] = bool(limits[name]) if name in limits else bool(rng.integers(0, 2))
+        dtype = limits.get("dtype") or str(rng.choice(list(DTYPES)))
+        return cls(seed=int(rng.integers(0, 2**32)), dtype=dtype, **kw)
 
 
 @dataclass(frozen=True)

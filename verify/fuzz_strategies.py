@@ -14,11 +14,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from verify.fuzz_case import RANGES, Case
-
-FLAG_DEFAULTS = {"raw": False, "prefix_batched": False, "causal": True, "layernorm": False, "residual": False,
-                 "padding": False}
-FLAGS = tuple(FLAG_DEFAULTS)
+from verify.fuzz_case import FLAG_DEFAULTS, FLAGS, RANGES, Case
 
 
 def _flag_mask(limits: dict[str, Any]) -> st.SearchStrategy[dict[str, bool]]:
