@@ -21,7 +21,7 @@ def test_verify_defaults_both_theorems(capsys, tmp_path):
     report = tmp_path / "r.json"
     code, out, err = run(capsys, "verify", "theorem1", "theorem2", "--samples", "30", "--json", str(report))
     assert code == 0
-    assert re.search(r"theorem1 +decode ", out) and re.search(r"theorem2 +decode ", out)
+    assert re.search(r"^theorem1 +decode ", out, re.M) and re.search(r"^theorem2 +decode ", out, re.M)
     assert "all 95^20 (log10 39.55)" in out
     doc = json.loads(report.read_text())
     assert doc["exit_status"] == 0

@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--layer", type=int, default=0, help="layer to plot (default 0)")
     pl.add_argument("--out", default="attention-plots", help="output directory for the PNGs")
 
+    from verify.cmd_fuzz import add_parser as add_fuzz_parser
+    add_fuzz_parser(sub, _positive, _seed)
+
     gen = sub.add_parser("generate", help="load a weights directory and print what the model generates")
     gen.add_argument("dir", help="directory written by `prefixproof build`")
     gen.add_argument("--input", help="user tokens: text for ASCII models, comma-separated ids otherwise")
@@ -140,6 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "selftest":
             from verify.commands import cmd_selftest
             return cmd_selftest(args)
+
+        if args.command == "fuzz":
+            from verify.cmd_fuzz import cmd_fuzz
+            return cmd_fuzz(args, argv)
         if args.command == "precision":
             from verify.commands import cmd_precision
             return cmd_precision(args)

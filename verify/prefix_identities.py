@@ -11,12 +11,17 @@ v_p the prefix values. `residuals` measures how far given arrays are from
 these identities; `tolerance` is the documented bound on what floating-point
 evaluation can explain (docs/identities.md):
 
-    tol_rescale = c * eps * n_keys                      (weights lie in [0, 1])
-    tol_bias    = c * eps * n_keys * max(|v|, |v_p|)     (outputs are convex combinations)
+    tol = c * eps * (n_keys + 3 * D * (1 + S)) * M
 
-with eps the dtype's machine epsilon, n_keys = P + n_content and c = 8 (the
-softmax normaliser and one product each contribute a few roundings per term).
-Both evaluations are rounded independently, hence the factor 2 inside c.
+with eps the dtype's machine epsilon, c = 8, n_keys = P + n_content (the
+softmax normaliser and the mix each accumulate n_keys rounded terms), D the
+longest inner product on the path (max of d_in, d_k, d_v), S the score
+magnitude sigma * max_ij sum_r (|W_Q| |h_i|)_r (|W_K| |h_j|)_r (it bounds both
+the scores and their rounding errors; raw prefix keys enter as |k_p|) and M
+the magnitude of what is compared: 1 for attention weights (they lie in
+[0, 1]), max(|W_V| |h|, |v_p|) for head outputs (convex combinations of the
+values), times the largest row sum of |W_O| after the output projection.
+With D = S = 0 this is the older c * eps * n_keys * M.
 """
 from __future__ import annotations
 
@@ -59,10 +64,15 @@ def residuals(A: np.ndarray, A_pt: np.ndarray, P: int, t: np.ndarray | None = No
     return Residuals(rescale, bias, float(alpha.min(initial=np.inf)), float(alpha.max(initial=-np.inf)))
 
 
-def tolerance(dtype: Any, n_keys: int, value_scale: float = 1.0) -> float:
-    """The bound on floating-point residuals for the identity (see module docstring)."""
+def tolerance(dtype: Any, n_keys: int, value_scale: float = 1.0, *, depth: int = 0,
+              score_scale: float = 0.0) -> float:
+    """The bound on floating-point residuals for the identities (see module docstring).
+
+    `depth` is D (longest inner product), `score_scale` is S, `value_scale` is M.
+    """
     eps = float(np.finfo(np.dtype(dtype)).eps) if np.dtype(dtype).kind == "f" else float(dtype)
-    return SAFETY * eps * max(n_keys, 1) * max(value_scale, 1e-300)
+    terms = max(n_keys, 1) + 3.0 * depth * (1.0 + score_scale)
+    return SAFETY * eps * terms * max(value_scale, 1e-300)
 
 
 def bias_span_residual(delta: np.ndarray, directions: np.ndarray) -> float:

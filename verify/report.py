@@ -62,7 +62,8 @@ def table(results: Sequence[ClaimResult]) -> str:
     lines.append("")
     for c in results:
         params = ", ".join(f"{k}={v}" for k, v in c.params.items())
-        lines.append(f"{c.theorem.id} ({params}): {c.verdict.name} - weakest of {len(c.records)} obligation(s)")
+        named = f"{c.theorem.id} ({params})" if params else c.theorem.id
+        lines.append(f"{named}: {c.verdict.name} - weakest of {len(c.records)} obligation(s)")
         for r in c.records:
             lines.extend(f"  {line}" for line in _explain(r))
         for ob in c.skipped:

@@ -1,0 +1,68 @@
+"""The rotation example (Sections 5-6): fine-tuning can rotate, a prefix can only scale and shift.
+
+Proved with sympy matrix expressions of symbolic size d >= 1 (`MatrixSymbol`),
+so the lemma covers every dimension at once:
+
+* a rotation R (R^T R = I) keeps every unit vector on the unit sphere;
+* no translation x -> x + b with b != 0 does: the unit vector b/|b| goes to
+  a point at distance 1 + |b| from the origin;
+* neither does the prefix map x -> (1 - alpha) x + b with 0 < alpha < 1 (the
+  head output under a prefix of constant mass alpha, prefix_bias): the unit
+  vectors u and -u would need <u, b> = 0 for every u, so b = 0, and then
+  |(1 - alpha) u| = 1 - alpha < 1.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from verify.symbolic import Lemma
+
+
+def _scalar(e: sp.Expr, subs: dict) -> sp.Expr:
+    """A 1x1 matrix expression as a scalar, after replacing the given 1x1 products by scalars."""
+    e = sp.expand(e)
+    for prod, val in subs.items():
+        e = e.subs(prod, sp.Matrix([[val]]))
+    return sp.simplify(sp.Matrix(e.as_explicit())[0, 0]) if hasattr(e, "as_explicit") else sp.simplify(e)
+
+
+def rotation_lemma() -> Lemma:
+    d = sp.Symbol("d", integer=True, positive=True)
+    R, x, b, u = (sp.MatrixSymbol(name, d, rows) for name, rows in (("R", d), ("x", 1), ("b", 1), ("u", 1)))
+    beta = sp.Symbol("beta", positive=True)  # |b| > 0
+    alpha = sp.Symbol("alpha", positive=True)  # prefix mass, with 1 - alpha = kappa > 0
+    kappa = sp.Symbol("kappa", positive=True)
+    w = sp.Symbol("w", real=True)  # <u, b>
+    lem = Lemma(
+        "rotation-sphere",
+        "for every dimension d >= 1: a rotation R (R^T R = I) maps the unit sphere into itself; for every b != 0 "
+        "the translation x -> x + b maps the unit vector b/|b| to norm 1 + |b| > 1; for 0 < alpha < 1 and any b the "
+        "prefix map x -> (1 - alpha) x + b sends some unit vector off the sphere",
+        "the dimension d (sympy MatrixSymbol of symbolic size), R, b, alpha symbolic",
+    )
+    norm_rx = (R * x).T * (R * x)
+    lem.check("|R x|^2 = x^T R^T R x", sp.expand(norm_rx) == x.T * R.T * R * x)
+    lem.check("with R^T R = I: |R x|^2 = x^T x = 1 for every unit x",
+              (x.T * R.T * R * x).subs(R.T * R, sp.Identity(d)) == x.T * x)
+    x_star = b / beta
+    lem.check("x* = b/|b| is a unit vector: x*^T x* = b^T b / |b|^2 = 1",
+              sp.simplify(_scalar(x_star.T * x_star, {b.T * b: beta**2}) - 1) == 0)
+    shifted = _scalar((x_star + b).T * (x_star + b), {b.T * b: beta**2})
+    lem.check("|x* + b|^2 = (1 + |b|)^2", sp.simplify(shifted - (1 + beta) ** 2) == 0)
+    lem.check("(1 + |b|)^2 - 1 = |b|(2 + |b|) > 0 for |b| > 0, so x* + b is off the sphere",
+              bool(sp.factor(shifted - 1).is_positive))
+    f_plus = sp.expand((kappa * u + b).T * (kappa * u + b))
+    f_minus = sp.expand((-kappa * u + b).T * (-kappa * u + b))
+    sub = {u.T * b: w, b.T * u: w, u.T * u: 1, b.T * b: beta**2}
+    diff = sp.simplify(_scalar(f_plus, sub) - _scalar(f_minus, sub))
+    lem.check("prefix map with kappa = 1 - alpha > 0: |f(u)|^2 - |f(-u)|^2 = 4 kappa <u, b>, so both on the sphere "
+              "forces <u, b> = 0 for every unit u", sp.simplify(diff - 4 * kappa * w) == 0)
+    lem.check("taking u = b/|b| gives <u, b> = |b| > 0, so b = 0",
+              bool(_scalar(x_star.T * b, {b.T * b: beta**2}).is_positive))
+    on_sphere = _scalar(f_plus, {u.T * b: 0, b.T * u: 0, u.T * u: 1, b.T * b: 0}).subs(kappa, 1 - alpha)
+    y = sp.Symbol("y", positive=True)  # alpha = y / (1 + y) ranges over (0, 1)
+    gap = sp.factor(1 - on_sphere)
+    lem.check("then |f(u)|^2 = (1 - alpha)^2 and 1 - (1 - alpha)^2 = alpha (2 - alpha) > 0 for 0 < alpha < 1",
+              sp.simplify(on_sphere - (1 - alpha) ** 2) == 0 and sp.simplify(gap - alpha * (2 - alpha)) == 0
+              and bool(sp.simplify(gap.subs(alpha, y / (1 + y))).is_positive))
+    return lem

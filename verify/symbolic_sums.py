@@ -1,0 +1,58 @@
+"""A normal form for finite sums with symbolic bounds, so sympy can decide identities between them.
+
+`canon` distributes sums over addition, pulls out factors free of the
+summation index, merges nested sums into one multi-index sum and orders the
+indices by name (exchanging finite sums). These are the rules of finite
+summation (linearity, Fubini for finite sums); they need every bound to be
+free of the other indices, which `canon` checks. Two expressions are equal
+when `sympy.simplify(canon(a) - canon(b)) == 0`.
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy import Add, Mul, Pow, Sum
+
+
+class SumFormError(ValueError):
+    """A sum whose bounds depend on another summation index (outside what `canon` handles)."""
+
+
+def canon(e: sp.Expr) -> sp.Expr:
+    e = sp.expand(e)
+    if isinstance(e, Add):
+        return Add(*[canon(a) for a in e.args])
+    if isinstance(e, Mul):
+        return Mul(*[canon(a) for a in e.args])
+    if isinstance(e, Pow):
+        return Pow(canon(e.base), e.exp)
+    if isinstance(e, Sum):
+        return _canon_sum(e)
+    return e
+
+
+def _canon_sum(e: Sum) -> sp.Expr:
+    out = []
+    for term in Add.make_args(sp.expand(canon(e.function))):
+        outside, inside, limits = [], [], list(e.limits)
+        for fac in Mul.make_args(term):
+            if isinstance(fac, Sum):
+                inside.append(fac.function)
+                limits += list(fac.limits)
+            elif any(lim[0] in fac.free_symbols for lim in limits):
+                inside.append(fac)
+            else:
+                outside.append(fac)
+        indices = {lim[0] for lim in limits}
+        for var, lo, hi in limits:
+            if (sp.sympify(lo).free_symbols | sp.sympify(hi).free_symbols) & indices:
+                raise SumFormError(f"the bounds of {var} depend on another summation index")
+        # a factor that depends on no index of the merged sum moves out (it may have entered from a nested sum)
+        keep = [f for f in inside if f.free_symbols & indices]
+        outside += [f for f in inside if not f.free_symbols & indices]
+        out.append(Mul(*outside) * Sum(Mul(*keep), *sorted(limits, key=lambda lim: str(lim[0]))))
+    return Add(*out)
+
+
+def same(a: sp.Expr, b: sp.Expr) -> bool:
+    """a == b as an identity of finite sums (see module docstring)."""
+    return sp.simplify(canon(a) - canon(b)) == 0
