@@ -82,7 +82,7 @@ class Packing:
                 "bits_per_coordinate": round(self.D * math.log2(self.V), 1)}
 
     def model(self, scale: float | None = None) -> Model:
-        V, L, D = self.V, self.L, self.D
+        V, L = self.V, self.L
         sigma = self.scale if scale is None else scale
         stream = self.stream
         here = [f"here{l}" for l in range(1, L + 1)]

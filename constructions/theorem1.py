@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from constructions.alphabet import PRINTABLE_ASCII
-from constructions.basis import ExactArray, Space, Wiring
+from constructions.basis import ExactArray, Space
 from constructions.lookup import anchor_head, lookup_mlp, match_head
 from constructions.model import Layer, Model, ParameterError, Vocab
 from constructions.scales import lookup_margin_bound, lookup_scale

@@ -15,7 +15,7 @@ from constructions.io import FormatError
 from constructions.model import ModelError, ParameterError
 from verify.generate import GenerationError
 from verify.report import EXIT_ERROR, EXIT_USAGE
-from verify.userinput import MAP_SPEC_HELP, InputError
+from verify.userinput import InputError
 
 USER_ERRORS = (InputError, FormatError, TokenError, ModelError, ParameterError, GenerationError)
 
@@ -76,23 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="demand a decode margin of at least X (sanity mode: more than achievable must not certify)")
     v.add_argument("--json", metavar="PATH", help="also write the report as JSON (docs/report.md)")
 
-    b = sub.add_parser("build", help="write construction weights and the virtual token to a directory")
-    bsub = b.add_subparsers(dest="theorem", required=True, parser_class=_Parser)
-    b1 = bsub.add_parser("theorem1", help="unconditional generation of a target")
-    g = b1.add_mutually_exclusive_group(required=True)
-    g.add_argument("--target", help="printable-ASCII text to generate")
-    g.add_argument("--tokens", help="comma-separated token ids (with --vocab)")
-    b1.add_argument("--vocab", type=_positive, help="vocabulary size for --tokens")
-    b1.add_argument("--length", type=_positive, help="N (default: the target's length; shorter targets are "
-                    "padded with token 0, which is a space in ASCII)")
-    b1.add_argument("--out", required=True, help="output directory")
-    b2 = bsub.add_parser("theorem2", help="a token-to-token map")
-    g = b2.add_mutually_exclusive_group(required=True)
-    g.add_argument("--map", help=MAP_SPEC_HELP)
-    g.add_argument("--map-file", help="JSON object {input: output} (unlisted inputs map to themselves) "
-                   "or a list of V tokens")
-    b2.add_argument("--vocab", type=_positive, help=f"vocabulary size (default {ASCII_SIZE}: printable ASCII)")
-    b2.add_argument("--out", required=True, help="output directory")
+    from verify.cmd_build import add_build_parser
+
+    add_build_parser(sub, _positive, _Parser)
 
     pr = sub.add_parser("precision", help="largest sizes certified in each floating-point format")
     pr.add_argument("theorem", choices=("theorem1", "theorem2", "long_response", "multi_token", "conditional",
@@ -138,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from verify.commands import cmd_verify
             return cmd_verify(args, argv)
         if args.command == "build":
-            from verify.commands import cmd_build
+            from verify.cmd_build import cmd_build
             return cmd_build(args)
         if args.command == "selftest":
             from verify.commands import cmd_selftest

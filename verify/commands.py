@@ -7,11 +7,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from constructions.alphabet import PRINTABLE_ASCII, render
-from constructions.io import FormatError, exact_prompt, load_model, load_prompt, save_model, weights_sha256
-from constructions.model import Model, materialize
-from constructions.theorem1 import Theorem1
-from constructions.theorem2 import Theorem2
+from constructions.alphabet import render
+from constructions.io import FormatError, load_model, load_prompt, weights_sha256
 from theorems import THEOREMS
 from theorems.base import RunContext
 from theorems.encoding import LookupEncoding
@@ -20,7 +17,7 @@ from verify.generate import generate
 from verify.progress import progress_printer
 from verify.report import ClaimResult, exit_status, table, write_json
 from verify.runner import run_theorem, skipped
-from verify.userinput import InputError, parse_map_file, parse_map_spec, tokens_of
+from verify.userinput import InputError, tokens_of
 
 DEFAULT_SAMPLES = {"theorem1": 2000, "theorem2": 100}
 
@@ -103,60 +100,6 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return exit_status(results)
 
 
-def _self_check(model: Model, soft: np.ndarray, prompts: np.ndarray | None, expected: np.ndarray) -> float:
-    """Generate from the freshly built files' content; returns the minimum margin (raises if wrong)."""
-    n = 1 if prompts is None else len(prompts)
-    gen = generate(model, soft=np.repeat(soft[None], n, axis=0), prompt=prompts)
-    ok = (gen.tokens == expected) & (gen.margins > 0)
-    if not ok.all():
-        raise RuntimeError("the built model does not reproduce its target; this is a bug in the construction")
-    return float(gen.margins.min())
-
-
-def cmd_build(args: argparse.Namespace) -> int:
-    check_writable(args.out)
-    if args.theorem == "theorem1":
-        if args.target is not None:
-            if args.vocab not in (None, 95):
-                raise UsageError("--target is printable-ASCII text (V=95); use --tokens with --vocab for other vocabularies")
-            V, alphabet = 95, PRINTABLE_ASCII
-            Y = tokens_of(args.target, alphabet, V, "--target")
-        else:
-            if args.vocab is None:
-                raise UsageError("--tokens needs --vocab V")
-            V, alphabet = args.vocab, None
-            Y = tokens_of(args.tokens, None, V, "--tokens")
-        if not Y:
-            raise InputError("--target is empty; give at least one character")
-        N = args.length or len(Y)
-        if len(Y) > N:
-            raise InputError(f"the target has {len(Y)} tokens but --length is {N}; the target must fit in N")
-        if len(Y) < N:
-            print(f"note: target padded with {N - len(Y)} x token 0 to N={N}", file=sys.stderr)
-            Y = Y + [0] * (N - len(Y))
-        c = Theorem1(V, N, alphabet)
-        model = materialize(c.model())
-        soft = exact_prompt(c.encode(Y))
-        info: dict[str, Any] = {"mode": "sequence", "target_tokens": Y, "target": render(Y, alphabet)}
-        margin = _self_check(model, soft, None, np.array([Y]))
-        what = f"theorem1 V={V} N={N}, target {render(Y, alphabet)!r}"
-    else:
-        V, alphabet = default_alphabet(args.vocab)
-        m = parse_map_spec(args.map, alphabet, V) if args.map is not None else parse_map_file(args.map_file, alphabet, V)
-        c2 = Theorem2(V, alphabet)
-        model = materialize(c2.model())
-        soft = exact_prompt(c2.encode(m))
-        info = {"mode": "per_token", "map_tokens": m}
-        margin = _self_check(model, soft, np.arange(V)[:, None], np.array(m)[:, None])
-        moved = sum(1 for k, t in enumerate(m) if k != t)
-        what = f"theorem2 V={V}, map moving {moved} of {V} tokens"
-    sha = save_model(model, args.out, soft, info)
-    scale = model.layers[0].heads[0].scale
-    print(f"wrote {args.out}: {what}; scale {scale}; generation reproduces it (min margin {margin:.3g}); "
-          f"weights sha256 {sha[:16]}")
-    return 0
-
-
 def cmd_generate(args: argparse.Namespace) -> int:
     model = load_model(args.dir)
     soft, info = load_prompt(args.dir, model)
@@ -168,6 +111,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
         gen = generate(model, soft=np.repeat(soft[None], len(prompt), axis=0), prompt=np.array(prompt)[:, None],
                        steps=1)
         out, margins = gen.tokens[:, 0], gen.margins[:, 0]
+    elif info.get("mode") == "queries":
+        L, R = int(info.get("inputs", 1)), int(info.get("steps", 1))
+        if not prompt or len(prompt) % L:
+            raise InputError(f"this model answers inputs of {L} tokens; give --input with a multiple of {L} tokens")
+        queries = np.array(prompt).reshape(-1, L)
+        gen = generate(model, soft=np.repeat(soft[None], len(queries), axis=0), prompt=queries, steps=R)
+        for row in gen.tokens:
+            print(render(row, alphabet))
+        if args.verbose:
+            print(f"min margin {gen.margins.min():.3g}", file=sys.stderr)
+        return 0
     else:
         gen = generate(model, soft=soft[None], prompt=None if prompt is None else np.array([prompt]))
         out, margins = gen.tokens[0], gen.margins[0]

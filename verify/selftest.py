@@ -16,8 +16,8 @@ from constructions.theorem1 import Theorem1
 from constructions.theorem2 import Theorem2
 from theorems import theorem1, theorem2
 from theorems.base import RunContext
-from theorems.decode import LookupSpec, run_decode
-from verify.mutants import Mutant, all_mutants
+from theorems.decode import LookupSpec
+from verify.mutants import all_mutants
 from verify.runner import run_obligation
 from verify.verdict import Record, Verdict
 

@@ -145,7 +145,6 @@ def soft_prefix_lemma() -> Lemma:
               sp.simplify((kk + i) - (kk + jj) - (i - jj)) == 0)
     lem.check("causal: a virtual query m = k - 1 - a sees no content key k + j, since (k + j) - m > 0: its activations "
               "and so the prefixes are the same for every content", bool(((kk + jj) - (kk - 1 - a)).is_positive))
-    dk = sp.Symbol("d_k", integer=True, positive=True)
     W_K, W_V = sp.IndexedBase("W_K", real=True), sp.IndexedBase("W_V", real=True)
     X_m, s_m = sp.symbols("X_m s_m")  # the layer input at virtual position m, and an activation prefix
     LN = sp.Function("LN")  # coordinate c of the layer's pre-LayerNorm (the identity when it has none)

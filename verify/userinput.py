@@ -110,3 +110,43 @@ def parse_map_file(path: str, alphabet: str | None, V: int) -> list[int]:
             raise InputError(f"map file {path}: the value for {k!r} must be {want}, got {v!r}")
         pairs.append((_one_token(k, alphabet, V, f"map file key {k!r}"), _one_token(v, alphabet, V, f"map file value {v!r}")))
     return _apply_pairs(list(range(V)), pairs, f"map file {path}")
+
+
+def parse_table(path: str, alphabet: str | None, V: int, L: int | None, R: int | None) -> tuple[Any, int, int]:
+    """A table from a JSON object {input: response} -> (table (V^L, R) of token ids, L, R).
+
+    Inputs have exactly L tokens; responses at most R (padded with token 0). Unlisted inputs answer
+    token 0. L and R default to the map file's key length and longest response.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"map file {path} does not exist")
+    try:
+        data = json.loads(p.read_text(), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"map file {path} is not valid JSON ({e})") from None
+    if not isinstance(data, dict) or not data:
+        raise InputError(f"map file {path} must hold a non-empty JSON object {{input: response}}")
+    pairs = []
+    for k, v in data.items():
+        if not isinstance(v, str):
+            raise InputError(f"map file {path}: the response for {k!r} must be a string, got {v!r}")
+        pairs.append((tokens_of(k, alphabet, V, f"map file key {k!r}"),
+                      tokens_of(v, alphabet, V, f"map file response {v!r}") if v else []))
+    lengths = {len(k) for k, _ in pairs}
+    if len(lengths) != 1:
+        raise InputError(f"map file {path}: inputs have different lengths {sorted(lengths)}; all need L tokens")
+    L_file = lengths.pop()
+    if L is not None and L != L_file:
+        raise InputError(f"map file {path}: inputs have {L_file} tokens but L={L} was asked for")
+    R_file = max(len(r) for _, r in pairs)
+    R = R or max(R_file, 1)
+    if R_file > R:
+        raise InputError(f"map file {path}: a response has {R_file} tokens, more than the response length {R}")
+    table = np.zeros((V ** L_file, R), dtype=np.int64)
+    for k, r in pairs:
+        a = 0
+        for t in k:
+            a = a * V + t
+        table[a, :len(r)] = r
+    return table, L_file, R
