@@ -58,9 +58,9 @@ class Frontier:
 SWEEPS: dict[str, list[tuple[str, dict[str, int], int]]] = {
     "theorem1": [("V", {"N": N}, V_CAP) for N in (1, 4, 20, 64, 256)] + [("N", {"V": 95}, N_CAP)],
     "theorem2": [("V", {}, V_CAP)],
-    "long_response": [("V", {"R": 10}, 4096)],
-    "multi_token": [("V", {"L": 2}, 1024)],
-    "conditional": [("V", {"L": 2, "R": 2}, 256)],
+    "long_response": [("V", {"R": 10}, 1024)],
+    "multi_token": [("V", {"L": 2}, 128)],
+    "conditional": [("V", {"L": 2, "R": 2}, 64)],
     "multi_token_packing": [("V", {"L": 2}, 24)],
 }
 
