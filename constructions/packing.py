@@ -78,7 +78,7 @@ class Packing:
 
     def sizes(self) -> dict[str, object]:
         return {"virtual_tokens": 1, "d_model": self.stream.dim, "heads": self.L + 1, "layers": 1,
-                "mlp_dense_layers": 2 * self.D + 5, "mlp_width": 3 * self.V + self.D + 2,
+                "mlp_dense_layers": 2 * self.D + 5, "mlp_width": max(self.L * self.V, self.V + self.D + 2),
                 "bits_per_coordinate": round(self.D * math.log2(self.V), 1)}
 
     def model(self, scale: float | None = None) -> Model:
