@@ -38,6 +38,14 @@ SIZES: dict[str, dict[str, Any]] = {
 }
 
 
+def _measure(prop: str, control: str | None, case: Case) -> tuple[list[Measure], str | None]:
+    """A property's measures on one case; an exception while measuring is a failure of the case."""
+    try:
+        return PROPERTIES[prop].measures(case, control), None
+    except Exception as e:  # noqa: BLE001 - reported as the case's failure, never swallowed as a pass
+        return [], f"{type(e).__name__}: {e}"
+
+
 class HarnessError(RuntimeError):
     """The fuzz harness itself failed (not a counterexample)."""
 
@@ -97,10 +105,7 @@ def run_chunk(prop: str, seed: int, examples: int, size: str = "default", contro
     t0 = time.perf_counter()
 
     def measure(case: Case) -> tuple[list[Measure], str | None]:
-        try:
-            return PROPERTIES[prop].measures(case, control), None
-        except Exception as e:  # noqa: BLE001 - an exception while measuring is a failure of the case
-            return [], f"{type(e).__name__}: {e}"
+        return _measure(prop, control, case)
 
     phases = [Phase.generate, Phase.target] + ([Phase.shrink] if shrink else [])
 
@@ -157,10 +162,7 @@ def run_random_chunk(prop: str, seed: int, examples: int, size: str = "default",
     t0 = time.perf_counter()
 
     def measure(case: Case) -> tuple[list[Measure], str | None]:
-        try:
-            return PROPERTIES[prop].measures(case, control), None
-        except Exception as e:  # noqa: BLE001 - an exception while measuring is a failure of the case
-            return [], f"{type(e).__name__}: {e}"
+        return _measure(prop, control, case)
 
     for _ in range(examples):
         if deadline is not None and time.monotonic() > deadline:

@@ -86,15 +86,20 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def parse_map_file(path: str, alphabet: str | None, V: int) -> list[int]:
-    """A map from a JSON file: an object {input: output} (unlisted inputs map to themselves), or a list of V tokens."""
+def _read_map_file(path: str) -> Any:
+    """The JSON content of a map file (never anything but JSON), with duplicate keys refused."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"map file {path} does not exist")
     try:
-        data = json.loads(p.read_text(), object_pairs_hook=_no_duplicates)
+        return json.loads(p.read_text(), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"map file {path} is not valid JSON ({e})") from None
+
+
+def parse_map_file(path: str, alphabet: str | None, V: int) -> list[int]:
+    """A map from a JSON file: an object {input: output} (unlisted inputs map to themselves), or a list of V tokens."""
+    data = _read_map_file(path)
     if isinstance(data, list):
         if len(data) != V or not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < V for t in data):
             raise InputError(f"map file {path}: a list map needs exactly {V} integers in 0..{V - 1}")
@@ -118,13 +123,7 @@ def parse_table(path: str, alphabet: str | None, V: int, L: int | None, R: int |
     Inputs have exactly L tokens; responses at most R (padded with token 0). Unlisted inputs answer
     token 0. L and R default to the map file's key length and longest response.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"map file {path} does not exist")
-    try:
-        data = json.loads(p.read_text(), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"map file {path} is not valid JSON ({e})") from None
+    data = _read_map_file(path)
     if not isinstance(data, dict) or not data:
         raise InputError(f"map file {path} must hold a non-empty JSON object {{input: response}}")
     pairs = []
