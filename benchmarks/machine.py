@@ -16,7 +16,7 @@ def describe_machine() -> str:
                 cpu = line.split(":", 1)[1].strip()
                 break
     except OSError:
-        pass
+        cpu = platform.processor() or "unknown CPU"
     try:
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError):
@@ -26,6 +26,6 @@ def describe_machine() -> str:
         info = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         blas = f"{info.get('name')} {info.get('version')}"
     except Exception:  # noqa: BLE001 - best effort description
-        pass
+        blas = "unknown BLAS"
     return (f"Machine: {cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM; {platform.system()} {platform.release()}; "
             f"Python {platform.python_version()}, numpy {np.__version__} ({blas}), scipy {scipy.__version__}.")

@@ -86,7 +86,7 @@ class Stats:
 
 
 class _Failed(Exception):
-    pass
+    """Raised inside the hypothesis test to stop it at the first failing case (the case is kept in `state`)."""
 
 
 def run_chunk(prop: str, seed: int, examples: int, size: str = "default", control: str | None = None,
@@ -134,7 +134,7 @@ def run_chunk(prop: str, seed: int, examples: int, size: str = "default", contro
     try:
         check()
     except _Failed:
-        pass
+        state["stopped"] = True  # the failing case is already in state["failed"]
     except Exception as e:  # noqa: BLE001 - hypothesis itself failed (e.g. a flaky failure)
         if state["failed"] is None:
             raise HarnessError(f"hypothesis failed: {type(e).__name__}: {e}") from e
@@ -248,7 +248,7 @@ def _fuzz_one(plan: Plan, prop: str, seconds: float | None, pool: ProcessPoolExe
 
     t0 = time.perf_counter()
     while len(pending) < max(plan.workers, 1) and submit():
-        pass
+        continue
     while pending:
         stats = pending.pop(0).result()
         total.merge(stats)
