@@ -107,3 +107,15 @@ def test_bad_table_files_are_one_line_errors(tmp_path, capsys, content, message)
     code = main(["build", "conditional", "--map-file", str(f), "--length", "2", "--out", str(tmp_path / "w")])
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_verify_weights_of_a_long_response_directory(tmp_path, capsys):
+    f = tmp_path / "m.json"
+    f.write_text(json.dumps({"a": "ab", "b": "ba"}))
+    d = tmp_path / "w"
+    assert main(["build", "long_response", "--map-file", str(f), "--vocab", "95", "--out", str(d)]) == 0
+    capsys.readouterr()
+    assert main(["verify", "--weights", str(d), "--claim", "long_response"]) == 0
+    assert "long_response (V=95, R=2): CERTIFIED" in capsys.readouterr().out
+    assert main(["verify", "--weights", str(d), "--claim", "multi_token"]) == 2
+    assert "--claim conditional" in capsys.readouterr().err

@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which methods run: quick = symbolic + certify (numeric sampling runs inside certify "
                         "as a cross-check); all adds the full numeric run")
     v.add_argument("--weights", metavar="DIR", help="check this weights directory (docs/format.md) against --claim")
-    v.add_argument("--claim", choices=("theorem1", "theorem2"), help="the claim to check --weights against")
+    v.add_argument("--claim", choices=("theorem1", "theorem2", "long_response", "multi_token", "conditional",
+                                       "multi_token_packing"), help="the claim to check --weights against")
     v.add_argument("--min-margin", type=float, default=0.0, metavar="X",
                    help="demand a decode margin of at least X (sanity mode: more than achievable must not certify)")
     v.add_argument("--json", metavar="PATH", help="also write the report as JSON (docs/report.md)")

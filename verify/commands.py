@@ -29,17 +29,42 @@ LEVELS = {"quick": {"symbolic", "certify"}, "symbolic": {"symbolic"}, "certify":
 def _weights_plan(args: argparse.Namespace) -> tuple[list, Any, str]:
     """(plans, model, sha) for `verify --weights DIR --claim C`: parameters come from the weights."""
     if not args.claim:
-        raise UsageError("--weights needs --claim theorem1|theorem2")
+        raise UsageError(f"--weights needs --claim ({'|'.join(WEIGHTS_BLOCK)})")
     if args.claims and args.claims != [args.claim]:
         raise UsageError("with --weights, name the claim with --claim only")
     if args.vocab or args.length:
         raise UsageError("with --weights, V and N come from the weights; drop --vocab/--length")
     model = load_model(args.weights)
-    enc = LookupEncoding.of(model, "target" if args.claim == "theorem1" else "map")
-    params = {"V": model.vocab.size} | ({"N": enc.K} if args.claim == "theorem1" else {})
-    if args.claim == "theorem1" and model.n_ctx < enc.K:
-        raise FormatError(f"the weights have {model.n_ctx} positions but {enc.K} target coordinates")
+    params = weights_params(args.claim, model)
     return [(THEOREMS[args.claim], params)], model, weights_sha256(model)
+
+
+WEIGHTS_BLOCK = {"theorem1": "target", "theorem2": "map", "long_response": "table", "multi_token": "table",
+                 "conditional": "table", "multi_token_packing": "pay"}
+
+
+def weights_params(claim: str, model: Any) -> dict[str, int]:
+    """The claim's parameters as the weights' labels and shapes fix them (V from the vocabulary)."""
+    from theorems.conditional import shape_of
+
+    enc = LookupEncoding.of(model, WEIGHTS_BLOCK[claim])
+    V = model.vocab.size
+    if claim == "theorem1":
+        if model.n_ctx < enc.K:
+            raise FormatError(f"the weights have {model.n_ctx} positions but {enc.K} target coordinates")
+        return {"V": V, "N": enc.K}
+    if claim == "theorem2":
+        return {"V": V}
+    if claim == "multi_token_packing":
+        return {"V": V, "L": model.n_ctx - 1}
+    try:
+        _, L, R = shape_of(enc)
+    except ValueError as e:
+        raise FormatError(f"the weights do not have the {claim} layout: {e}") from None
+    if (claim == "long_response" and L != 1) or (claim == "multi_token" and R != 1):
+        raise FormatError(f"the weights condition on L={L} tokens with R={R} response tokens: check them with "
+                          f"--claim conditional")
+    return {"long_response": {"V": V, "R": R}, "multi_token": {"V": V, "L": L}}.get(claim, {"V": V, "L": L, "R": R})
 
 
 def _param_overrides(items: list[str] | None) -> dict[str, int]:
