@@ -184,45 +184,44 @@ def _right(x: np.ndarray, W: Any) -> np.ndarray:
     return x @ W.T
 
 
+def _enclose_products(center: np.ndarray, size: np.ndarray, spread: np.ndarray, n: int, ex: Exec) -> Iv:
+    """Enclosure of sums of n products x_k w_k, given float-computed (round-to-nearest) sums over k of
+    c_k w_k (`center`), |c_k w_k| (`size`) and the radius terms (`spread`), where x_k = c_k +- r_k (and w_k
+    may carry a radius too), so that sum |x_k w_k| <= size + spread exactly.
+
+    Each float sum of n non-negative terms is within gamma_n of its exact value, which the factor (1 + 4 gamma_n)
+    covers; n * ETA covers underflow. When the product is executed in a lower precision (`ex`), its own dot-product
+    error ex.dot(n) * sum |x_k w_k| + n * ex.eta is added on top.
+    """
+    g = gamma(n)
+    rad = up((spread + g * size) * (1 + 4 * g) + n * ETA)
+    out = down(center - rad), up(center + rad)
+    if not ex.exact:
+        magnitude = up((size + spread) * (1 + 4 * g))
+        out = widen(out, up(ex.dot(n) * magnitude * (1 + 4 * g) + n * ex.eta))
+    return out
+
+
 def linear(x: Iv, W: Any, ex: Exec = REAL, W_rad: Any = None) -> Iv:
     """Enclosure of x @ W.T for interval rows x and the matrix W (dense or CSR).
 
     W is exact (its float values) unless `W_rad` gives a radius matrix, in
     which case every entry ranges over [W - W_rad, W + W_rad].
     """
-    n = max(_row_len(W), 1)
-    g = gamma(n)
     c, r = mid_rad(x)
     absW = _abs(W)
-    yc = _right(c, W)
-    ac = _right(np.abs(c), absW)
     spread = _right(r, absW)
     if W_rad is not None:
         spread = spread + _right(np.abs(c) + r, W_rad)
-    rad = up((spread + g * ac) * (1 + 4 * g) + n * ETA)
-    out = down(yc - rad), up(yc + rad)
-    if not ex.exact:
-        size = up((ac + spread) * (1 + 4 * g))
-        out = widen(out, up(ex.dot(n) * size * (1 + 4 * g) + n * ex.eta))
-    return out
+    return _enclose_products(_right(c, W), _right(np.abs(c), absW), spread, max(_row_len(W), 1), ex)
 
 
 def matmul(A: Iv, B: Iv, ex: Exec = REAL) -> Iv:
     """Enclosure of A @ B for interval (dense) arrays, batched over leading axes."""
-    n = A[0].shape[-1]
-    g = gamma(max(n, 1))
     ac, ar = mid_rad(A)
     bc, br = mid_rad(B)
-    cc = ac @ bc
     aac, abc = np.abs(ac), np.abs(bc)
-    size = aac @ abc
-    rad = aac @ br + ar @ (abc + br)
-    rad = up((rad + g * size) * (1 + 4 * g) + n * ETA)
-    out = down(cc - rad), up(cc + rad)
-    if not ex.exact:
-        total = up((size + rad) * (1 + 4 * g))
-        out = widen(out, up(ex.dot(n) * total * (1 + 4 * g) + n * ex.eta))
-    return out
+    return _enclose_products(ac @ bc, aac @ abc, aac @ br + ar @ (abc + br), max(A[0].shape[-1], 1), ex)
 
 
 def dot_rows(a: Iv, b: Iv, ex: Exec = REAL) -> Iv:
