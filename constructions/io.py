@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import scipy.sparse as sp
@@ -168,13 +168,20 @@ def save_model(model: Model, directory: str | Path, prompt: np.ndarray | None = 
 
 # ---------------------------------------------------------------- load
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path, error: type[Exception], missing: str, label: str | None = None,
+              object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
+    """The JSON content of `path` (JSON only, never pickle); `error(missing)` when there is no such file and a
+    one-line `error` naming `label` (default: the path) when the bytes are not UTF-8 JSON."""
     if not path.is_file():
-        raise FormatError(f"{path} is missing; a weights directory needs {CONFIG} and {WEIGHTS}")
+        raise error(missing)
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text(), object_pairs_hook=object_pairs_hook)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(f"{path} is not valid JSON ({e})") from None
+        raise error(f"{label or path} is not valid JSON ({e})") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    data = read_json(path, FormatError, f"{path} is missing; a weights directory needs {CONFIG} and {WEIGHTS}")
     if not isinstance(data, dict):
         raise FormatError(f"{path} must hold a JSON object")
     return data

@@ -186,17 +186,12 @@ def _report(argv, plan, results, controls, saved, seconds, status) -> dict[str, 
 
 
 def _replay(path: str) -> int:
+    from constructions.io import read_json
     from verify.cli import UsageError
     from verify.fuzz_case import CaseError
     from verify.fuzz_runner import replay
 
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"--replay {path}: no such file")
-    try:
-        doc = json.loads(p.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UsageError(f"--replay {path}: not valid JSON ({e})") from None
+    doc = read_json(Path(path), UsageError, f"--replay {path}: no such file", f"--replay {path}")
     if not isinstance(doc, dict) or doc.get("format") != FAILURE_FORMAT:
         raise UsageError(f"--replay {path}: not a saved fuzz failure (format {FAILURE_FORMAT!r})")
     try:

@@ -5,13 +5,13 @@ wrong and how to write it instead; the CLI turns it into exit status 2.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from constructions.alphabet import PRINTABLE_ASCII, TokenError, encode_text, parse_tokens
+from constructions.io import read_json
 
 MAP_SPEC_HELP = (
     "identity | reverse | shift:K | const:T | random:SEED | SRC->DST "
@@ -88,13 +88,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _read_map_file(path: str) -> Any:
     """The JSON content of a map file (never anything but JSON), with duplicate keys refused."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"map file {path} does not exist")
-    try:
-        return json.loads(p.read_text(), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"map file {path} is not valid JSON ({e})") from None
+    return read_json(Path(path), InputError, f"map file {path} does not exist", f"map file {path}", _no_duplicates)
 
 
 def parse_map_file(path: str, alphabet: str | None, V: int) -> list[int]:
