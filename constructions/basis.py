@@ -210,6 +210,28 @@ def exact_vector(space: Space, values: Mapping[str, Number]) -> ExactArray:
     return ExactArray((space.dim,), entries)
 
 
+def named_rows(space: Space, rows: Sequence[Mapping[str, Number]]) -> ExactArray:
+    """A table with one row per entry of ``rows`` (an embedding E or positions P), each row stated as the
+    named coordinates it sets: ``named_rows(stream, [{"one": 1, "pos:0": 1}, ...])``."""
+    entries = {}
+    for r, values in enumerate(rows):
+        for label, value in values.items():
+            if Fraction(value) != 0:
+                entries[(r, space.index(label))] = Fraction(value)
+    return ExactArray((len(rows), space.dim), entries)
+
+
+def one_hot_tokens(space: Space, block: str, V: int) -> ExactArray:
+    """The token embedding E[u] = ``block:u`` (one-hot in the named block), for u in 0..V-1."""
+    return named_rows(space, [{f"{block}:{u}": 1} for u in range(V)])
+
+
+def position_rows(space: Space, n: int) -> ExactArray:
+    """The positional table P[p] = ``one`` + ``pos:p`` for p in 0..n-1: the constant direction that queries
+    use, and the one-hot of the position that keys match."""
+    return named_rows(space, [{"one": 1, f"pos:{p}": 1} for p in range(n)])
+
+
 def block_names(labels: Sequence[str]) -> list[str]:
     """The distinct block names of a label tuple, in order of first appearance."""
     seen: dict[str, None] = {}

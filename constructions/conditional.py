@@ -28,14 +28,13 @@ L=1, R=1 is Theorem 2's layout up to naming; L=1 is `long_response`, R=1 is `mul
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from functools import cached_property
 from typing import Sequence
 
 import numpy as np
 
 from constructions.alphabet import PRINTABLE_ASCII
-from constructions.basis import ExactArray, Space, Wiring
+from constructions.basis import Space, Wiring, one_hot_tokens, position_rows
 from constructions.lookup import anchor_head, lookup_mlp
 from constructions.model import Head, Layer, Model, ParameterError, Vocab
 from constructions.scales import lookup_margin_bound, lookup_scale
@@ -112,9 +111,9 @@ class Conditional:
                                        read="tok", write=f"here{l}", scale=sigma) for l in range(1, L + 1)]
         mlp, hidden, logits = lookup_mlp(attn_out, K=self.K, V=V, pointers=pointers)
         layer = Layer(heads=tuple(heads), mlp=mlp, attn_out=attn_out, hidden=hidden, out=logits, causal=True)
-        embed = ExactArray((V, stream.dim), {(k, stream.index(f"tok:{k}")): Fraction(1) for k in range(V)})
-        pos = ExactArray((self.n_ctx, stream.dim), {
-            (p, stream.index(label)): Fraction(1) for p in range(self.n_ctx) for label in ("one", f"pos:{p}")})
+        # E[u] = tok:u (the user token's one-hot); P[p] = one + pos:p.
+        embed = one_hot_tokens(stream, "tok", V)
+        pos = position_rows(stream, self.n_ctx)
         info = {
             "construction": NAME,
             "params": {"V": V, "L": L, "R": R},

@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from constructions.basis import ExactArray, Space, Wiring, exact_vector
+from constructions.basis import ExactArray, Space, Wiring, exact_vector, one_hot_tokens, position_rows
 from constructions.lookup import anchor_head
 from constructions.model import Dense, Layer, Model, ParameterError, Vocab
 from constructions.scales import SCALE_GRID
@@ -94,9 +94,9 @@ class Packing:
         dense, spaces = self._mlp(attn)
         logits = spaces[-1]
         layer = Layer(tuple(heads), tuple(dense), attn, tuple(spaces[:-1]), logits, causal=True)
-        embed = ExactArray((V, stream.dim), {(k, stream.index(f"tok:{k}")): Fraction(1) for k in range(V)})
-        pos = ExactArray((self.n_ctx, stream.dim), {
-            (p, stream.index(label)): Fraction(1) for p in range(self.n_ctx) for label in ("one", f"pos:{p}")})
+        # E[u] = tok:u (the user token's one-hot); P[p] = one + pos:p.
+        embed = one_hot_tokens(stream, "tok", V)
+        pos = position_rows(stream, self.n_ctx)
         info = {"construction": NAME, "params": {"V": V, "L": L},
                 "scale": {"value": sigma, "derived": scale is None, "rule": "ceil16(ln(16 L V^D)), D = V^(L-1)"},
                 "sizes": self.sizes()}

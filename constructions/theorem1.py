@@ -36,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 from constructions.alphabet import PRINTABLE_ASCII
-from constructions.basis import ExactArray, Space
+from constructions.basis import ExactArray, Space, position_rows
 from constructions.lookup import anchor_head, lookup_mlp, match_head
 from constructions.model import Layer, Model, ParameterError, Vocab
 from constructions.scales import lookup_margin_bound, lookup_scale
@@ -90,12 +90,8 @@ class Theorem1:
         layer = Layer(heads=(fetch, pointer), mlp=mlp, attn_out=attn_out, hidden=hidden, out=logits, causal=True)
         # E = 0: the construction ignores the tokens it has produced (see module docstring).
         embed = ExactArray.zeros(V, stream.dim)
-        # P[p] = one + pos:p.
-        pos_entries = {}
-        for p in range(N):
-            pos_entries[(p, stream.index("one"))] = Fraction(1)
-            pos_entries[(p, stream.index(f"pos:{p}"))] = Fraction(1)
-        pos = ExactArray((N, stream.dim), pos_entries)
+        # P[p] = one + pos:p (the paper's positional encoding: a constant and a one-hot of the position).
+        pos = position_rows(stream, N)
         info = {
             "construction": NAME,
             "params": {"V": V, "N": N},

@@ -35,7 +35,7 @@ from typing import Sequence
 import numpy as np
 
 from constructions.alphabet import PRINTABLE_ASCII
-from constructions.basis import ExactArray, Space
+from constructions.basis import ExactArray, Space, one_hot_tokens, position_rows
 from constructions.lookup import anchor_head, lookup_mlp
 from constructions.model import Layer, Model, ParameterError, Vocab
 from constructions.scales import lookup_margin_bound, lookup_scale
@@ -85,11 +85,9 @@ class Theorem2:
 
         layer = Layer(heads=(fetch, pointer), mlp=mlp, attn_out=attn_out, hidden=hidden, out=logits, causal=True)
         # E[u] = tok:u.
-        embed = ExactArray((V, stream.dim), {(u, stream.index(f"tok:{u}")): Fraction(1) for u in range(V)})
+        embed = one_hot_tokens(stream, "tok", V)
         # P[p] = one + pos:p.
-        pos = ExactArray((2, stream.dim), {
-            (p, stream.index(label)): Fraction(1) for p in range(2) for label in ("one", f"pos:{p}")
-        })
+        pos = position_rows(stream, 2)
         info = {
             "construction": NAME,
             "params": {"V": V},

@@ -74,3 +74,18 @@ def test_construction_blocks_are_labelled():
     WK = layer.heads[0].W_K
     WK = WK.toarray() if sp.issparse(WK) else WK
     assert np.flatnonzero(WK[0]).tolist() == [m.stream.index("pos:0")]
+
+
+def test_position_and_token_tables_are_stated_by_name():
+    from constructions.basis import named_rows, one_hot_tokens, position_rows
+
+    space = Space.of("s", {"one": None, "pos": 3, "tok": 2})
+    P = position_rows(space, 3).to_float()
+    for p in range(3):
+        assert P[p].tolist() == space.vector({"one": 1, f"pos:{p}": 1}).tolist()
+    E = one_hot_tokens(space, "tok", 2).to_float()
+    assert E.tolist() == [space.vector({"tok:0": 1}).tolist(), space.vector({"tok:1": 1}).tolist()]
+    # zero coefficients are not stored; an unknown label is refused
+    assert named_rows(space, [{"one": 0}]).entries == {}
+    with pytest.raises(KeyError):
+        named_rows(space, [{"pos:9": 1}])
