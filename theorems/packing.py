@@ -16,6 +16,7 @@ from constructions.packing import Packing
 from theorems.base import Obligation, Param, RunContext, Theorem
 from theorems.conditional import ConditionalInputs
 from theorems.encoding import LookupEncoding
+from theorems.stored_prompt import stored_prompt_obligation
 from theorems.symbolic_obligations import lemma_record
 from verify.checker import check_decoding
 from verify.verdict import Record
@@ -108,5 +109,6 @@ THEOREM = Theorem(
         Obligation("decode", "every map and input decodes with a positive margin in the executed arithmetic",
                    ("certify", "numeric"), "verify.cert_packing.certify_packing / verify.checker.check_decoding",
                    run_decode),
+        stored_prompt_obligation("multi_token_packing"),
     ),
 )

@@ -116,7 +116,8 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
         ctx = RunContext(params=params, samples=args.samples or DEFAULT_SAMPLES.get(theorem.id, 1000),
                          seed=args.seed, dtype=args.dtype, alphabet=claim_alphabet, progress=progress_printer(),
                          levels=frozenset(LEVELS[args.level]), quick=args.level == "quick",
-                         min_margin=args.min_margin, model=model, weights_sha256=sha)
+                         min_margin=args.min_margin, model=model, weights_sha256=sha,
+                         extra={"weights_dir": args.weights} if args.weights else {})
         results.append(ClaimResult(theorem, params, run_theorem(theorem, ctx),
                                    tuple(ob.id for ob in skipped(theorem, ctx))))
     print(table(results))
