@@ -198,7 +198,7 @@ def run_stored_prompt(claim: str, ctx: RunContext) -> Record:
         if wrong.size:
             side = "config.json records" if recorded is not None else "the stored prompt encodes"
             quoted = "; ".join(f"{_input_text(lay, prompts, i)}: generated {render(tokens[i], alpha)!r} "
-                               f"(min margin {float(margins[i].min()):.3g}), {side} {render(expected[i], alpha)!r}"
+                               f"(margin of its choice {float(margins[i].min()):.3g}), {side} {render(expected[i], alpha)!r}"
                                for i in wrong[:SHOWN])
             problems.append(f"generation from {PROMPT} is wrong on {wrong.size} of {lay.K} input(s): {quoted}")
             i = int(wrong[0])
@@ -235,7 +235,7 @@ def _confirm_decode_counterexample(model, ops, soft, prompts, member_answers, to
         details["about"] = {"statement": "decode", "dtype": dtype,
                             "evaluators": "incremental generation and a teacher-forced pass",
                             "input": _input_text(lay, prompts, i),
-                            "text": f"{_input_text(lay, prompts, i)} of the stored prompt (on the grid) generates "
+                            "text": f"the stored prompt (on the grid), {_input_text(lay, prompts, i)}, generates "
                                     f"{render(tokens[i], lay.enc.alphabet)!r}, not "
                                     f"{render(member_answers[i], lay.enc.alphabet)!r} (generation margin "
                                     f"{float(margins[i].min()):.3g}, teacher-forced margin {float(tf.min()):.3g})"}
