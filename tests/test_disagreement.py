@@ -143,3 +143,24 @@ def test_claim_level_decode_certified_vs_stored_prompt_counterexample(capsys, mo
             assert f"agreement: ERROR({ag['reason']})" in out
         else:
             assert "agreement" not in obs
+
+
+def test_claim_level_decode_counterexample_on_the_stored_table_that_generates_correctly(capsys, monkeypatch,
+                                                                                       tmp_path, dirs):
+    """Vice versa at claim level: decode (broken weights) FALSIFIED on exactly the table the stored prompt
+    holds, while the stored prompt (real weights) generates it correctly."""
+    good, broken, failing = dirs
+    d = tmp_path / "first"
+    assert main(["build", "theorem1", "--tokens", "0,1", "--vocab", str(V), "--out", str(d)]) == 0
+    assert "0,1" in failing
+    monkeypatch.setattr(decode, "check_decoding",
+                        lambda model, *a, _real=decode.check_decoding, **k: _real(broken, *a, **k))
+    code, out, c, obs = _verify(capsys, tmp_path, d, "numeric")
+    assert obs["stored-prompt"]["verdict"] == "CHECKED"
+    dec = obs["decode"]
+    # the exhaustive checker reports the first failing target in lexicographic order: the stored one
+    first = min(tuple(map(int, t.split(","))) for t in failing)
+    assert first == (0, 1) and dec["verdict"] == "FALSIFIED" and dec["counterexample"]["target_tokens"] == [0, 1]
+    ag = obs["agreement"]
+    assert ag["verdict"] == "ERROR" and c["verdict"] == "ERROR"
+    assert "decode: FALSIFIED" in ag["reason"] and "stored-prompt: CHECKED" in ag["reason"]

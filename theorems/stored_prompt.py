@@ -216,6 +216,11 @@ def run_stored_prompt(claim: str, ctx: RunContext) -> Record:
                     f"cannot be compared with what the directory was built for (it is on the grid and generation "
                     f"reproduces the table it encodes on all {lay.K} input(s))", coverage=coverage,
                     min_margin=min_margin, details=details)
+    # This table is one input of `decode` and generation reproduces it on every user input.
+    details["about"] = {"statement": "decode", "dtype": ctx.dtype, "holds_for": np.asarray(recorded).ravel().tolist(),
+                        "evaluators": "incremental generation on every user input",
+                        "text": f"the stored table generates correctly on all {lay.K} input(s) (min margin "
+                                f"{min_margin:.3g})"}
     return done(Verdict.CHECKED, coverage=coverage, min_margin=min_margin, details=details)
 
 

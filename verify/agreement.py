@@ -9,6 +9,11 @@ arithmetic are compared:
   FALSIFIED holds a confirmed counterexample of that statement (for example `stored-prompt`, when the
   directory's own on-grid prompt generates a wrong answer, confirmed by a teacher-forced pass).
 
+- the other way round, a `decode` FALSIFIED whose counterexample is the very table another record holds
+  `details["about"]["holds_for"]` (verdict CHECKED: `stored-prompt` generated it correctly on every user
+  input). Only in float64, where both run numpy float64, and only when the counterexample's confirmation
+  does not depend on the order of operations (no near-tie note) with a negative teacher-forced margin.
+
 Both at once means one evaluator is wrong: the rule adds an ERROR record (obligation "agreement") whose
 reason names both results. SAMPLED asserts nothing about every input, so it contradicts nothing; lemmas
 about exact weights (hardmax-lookup, exact-lookup) are statements about other arithmetic and are not
@@ -44,7 +49,7 @@ def disagreements(records: Sequence[Record]) -> list[Record]:
     passes = [r for r in records if r.obligation == DECODE and r.verdict in ASSERTS_ALL]
     counters = [(r, a) for r in records if r.verdict is Verdict.FALSIFIED and r.obligation != DECODE
                 for a in [_about(r)] if a is not None]
-    out = []
+    out = _reverse(records)
     for p in passes:
         for c, about in counters:
             if about.get("dtype") != p.dtype:
@@ -56,4 +61,44 @@ def disagreements(records: Sequence[Record]) -> list[Record]:
                               params=dict(p.params), seed=p.seed, dtype=p.dtype, weights_sha256=p.weights_sha256,
                               reason=f"evaluators disagree: {reason}",
                               details={"pass": p.obligation, "counterexample": c.obligation}))
+    return out
+
+
+def _payload(ce: dict) -> list | None:
+    for key in ("target_tokens", "map_tokens", "table_tokens"):
+        if key in ce:
+            return list(_flat(ce[key]))
+    return None
+
+
+def _flat(x):
+    for v in x:
+        if isinstance(v, (list, tuple)):
+            yield from _flat(v)
+        else:
+            yield int(v)
+
+
+def _reverse(records: Sequence[Record]) -> list[Record]:
+    """decode FALSIFIED on exactly the table another record generated correctly everywhere (float64)."""
+    out = []
+    for f in records:
+        ce = f.counterexample or {}
+        conf = ce.get("confirmation") or {}
+        if not (f.obligation == DECODE and f.verdict is Verdict.FALSIFIED and f.dtype == "float64"
+                and conf.get("fails") and "note" not in conf and ce.get("teacher_forced_margin", 0) < 0):
+            continue
+        table = _payload(ce)
+        for c in records:
+            about = _about(c)
+            if c is f or c.verdict is not Verdict.CHECKED or about is None or about.get("dtype") != f.dtype \
+                    or table is None or about.get("holds_for") != table:
+                continue
+            reason = (f"evaluators disagree: {f.obligation}: FALSIFIED, counterexample on the stored table "
+                      f"(teacher-forced margin {ce['teacher_forced_margin']:.3g}, generation {conf.get('generated')!r} "
+                      f"fails); {summary(c)}: {about.get('text', '')}")
+            out.append(Record(claim=f.claim, obligation="agreement", verdict=Verdict.ERROR,
+                              method=f"{f.obligation} vs {c.obligation} on the stored table", arithmetic=f.arithmetic,
+                              params=dict(f.params), seed=f.seed, dtype=f.dtype, weights_sha256=f.weights_sha256,
+                              reason=reason, details={"counterexample": f.obligation, "pass": c.obligation}))
     return out
