@@ -40,6 +40,7 @@ from verify.checker import batch_size_for, decode_margins
 from verify.dtypes import np_dtype, round_model, round_to
 from verify.forward import forward
 from verify.generate import GenerationError, generate, max_steps
+from verify.parallel import default_workers, ordered_map
 from verify.verdict import Coverage, Record, Verdict
 
 SHOWN = 3  # mismatching inputs quoted in a reason
@@ -72,18 +73,22 @@ def _ops(model, dtype: str):
 
 def _generate_all(model, ops, soft: np.ndarray, prompts: np.ndarray | None, steps: int) -> tuple[np.ndarray,
                                                                                                np.ndarray]:
-    """Greedy generation for every input, in batches that keep activations bounded (checker's budget)."""
+    """Greedy generation for every input, in chunks on the default workers. Memory is bounded before anything
+    is allocated: the chunk size comes from the checker's activation budget (verify.checker.batch_size_for)
+    divided among the workers, so a V=32000 theorem2 directory runs in chunks of a few dozen inputs."""
     B = 1 if prompts is None else len(prompts)
     n = soft.shape[0] + (0 if prompts is None else prompts.shape[1]) + steps
-    chunk = max(1, min(B, batch_size_for(model, n)))
-    toks, margins = [], []
-    for lo in range(0, B, chunk):
+    workers = default_workers()
+    chunk = max(1, min(B, batch_size_for(model, n, workers)))
+
+    def one(lo: int):
         b = min(chunk, B - lo)
-        gen = generate(model, soft=np.broadcast_to(soft, (b,) + soft.shape),
-                       prompt=None if prompts is None else prompts[lo:lo + b], steps=steps, ops=ops)
-        toks.append(gen.tokens)
-        margins.append(gen.margins)
-    return np.concatenate(toks), np.concatenate(margins)
+        return generate(model, soft=np.broadcast_to(soft, (b,) + soft.shape),
+                        prompt=None if prompts is None else prompts[lo:lo + b], steps=steps,
+                        ops=NumpyOps(ops.dtype))  # one arithmetic object per thread (it caches stacked weights)
+
+    parts = [g for _, g in ordered_map(one, range(0, B, chunk), workers)]
+    return np.concatenate([g.tokens for g in parts]), np.concatenate([g.margins for g in parts])
 
 
 def _teacher_forced(model, ops, soft: np.ndarray, prompt: np.ndarray | None, answer: np.ndarray) -> np.ndarray:
