@@ -71,8 +71,8 @@ def _ops(model, dtype: str):
     return round_model(model, dtype), NumpyOps(np_dtype(dtype))
 
 
-def _generate_all(model, ops, soft: np.ndarray, prompts: np.ndarray | None, steps: int) -> tuple[np.ndarray,
-                                                                                               np.ndarray]:
+def _generate_all(model, ops, soft: np.ndarray, prompts: np.ndarray | None, steps: int,
+                  progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Greedy generation for every input, in chunks on the default workers. Memory is bounded before anything
     is allocated: the chunk size comes from the checker's activation budget (verify.checker.batch_size_for)
     divided among the workers, so a V=32000 theorem2 directory runs in chunks of a few dozen inputs."""
@@ -87,17 +87,22 @@ def _generate_all(model, ops, soft: np.ndarray, prompts: np.ndarray | None, step
                         prompt=None if prompts is None else prompts[lo:lo + b], steps=steps,
                         ops=NumpyOps(ops.dtype))  # one arithmetic object per thread (it caches stacked weights)
 
-    parts = [g for _, g in ordered_map(one, range(0, B, chunk), workers)]
+    parts = []
+    for _, g in ordered_map(one, range(0, B, chunk), workers):
+        parts.append(g)
+        if progress is not None:
+            progress(sum(len(p.tokens) for p in parts), B)
     return np.concatenate([g.tokens for g in parts]), np.concatenate([g.margins for g in parts])
 
 
-def _teacher_forced(model, ops, soft: np.ndarray, prompt: np.ndarray | None, answer: np.ndarray) -> np.ndarray:
-    """Margins of the prescribed answer at each answer position, in one teacher-forced pass."""
+def _teacher_forced(model, ops, soft: np.ndarray, prompt: np.ndarray | None,
+                    answer: np.ndarray) -> tuple[np.ndarray, float]:
+    """Margins of the prescribed answer at each answer position in one teacher-forced pass, and max |logit|."""
     k, L = soft.shape[0], 0 if prompt is None else len(prompt)
     tokens = np.concatenate([[] if prompt is None else prompt, answer[:-1]]).astype(np.int64)[None]
     at = np.arange(len(answer)) + k + L - 1
     logits = np.asarray(forward(model, tokens, soft[None], ops=ops, outputs_at=at).logits, dtype=np.float64)
-    return decode_margins(logits, answer[None])[0]
+    return decode_margins(logits, answer[None])[0], float(np.abs(logits).max())
 
 
 def _wrong(tokens: np.ndarray, margins: np.ndarray, expected: np.ndarray) -> np.ndarray:
@@ -190,7 +195,7 @@ def run_stored_prompt(claim: str, ctx: RunContext) -> Record:
     soft = round_to(vt.astype(np.float64), ctx.dtype).astype(np.float64)
     steps = min(lay.R, max_steps(model, soft.shape[0], lay.L))
     try:
-        tokens, margins = _generate_all(model, ops, soft, prompts, steps)
+        tokens, margins = _generate_all(model, ops, soft, prompts, steps, ctx.reporter(f"{claim} stored prompt"))
     except GenerationError as e:
         problems.append(f"generation from the stored prompt is impossible: {e}")
         tokens = margins = None
@@ -237,11 +242,12 @@ def _confirm_decode_counterexample(model, ops, soft, prompts, member_answers, to
     if not wrong.size or tokens.shape != member_answers.shape:
         return
     i = int(wrong[0])
-    tf = _teacher_forced(model, ops, soft, None if prompts is None else prompts[i], member_answers[i])
+    tf, scale = _teacher_forced(model, ops, soft, None if prompts is None else prompts[i], member_answers[i])
     eps = float(np.finfo(np_dtype(dtype)).eps) if dtype != "bfloat16" else 2.0 ** -7
-    agree = bool((tf <= 0).any()) or bool(np.abs(tf - margins[i]).min() <= 16 * eps)
     counterexample["teacher_forced_margins"] = tf.tolist()
-    if agree:
+    # Confirmed only when the teacher-forced pass fails too, clearly beyond rounding (16 eps |logit|): a near-tie
+    # that flips with the order of operations is an outcome of the format, not a contradiction of `decode`.
+    if float(tf.min()) < -16 * eps * max(1.0, scale):
         details["about"] = {"statement": "decode", "dtype": dtype,
                             "evaluators": "incremental generation and a teacher-forced pass",
                             "input": _input_text(lay, prompts, i),
