@@ -1,5 +1,6 @@
 """Conditional generation (long_response, multi_token, conditional): decoding, certificates, CLI."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -116,6 +117,9 @@ def test_verify_weights_of_a_long_response_directory(tmp_path, capsys):
     assert main(["build", "long_response", "--map-file", str(f), "--vocab", "95", "--out", str(d)]) == 0
     capsys.readouterr()
     assert main(["verify", "--weights", str(d), "--claim", "long_response"]) == 0
-    assert "long_response (V=95, R=2): CERTIFIED" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    # the weights are certified for every table; the directory's own prompt is checked on every input
+    assert "long_response (V=95, R=2): CHECKED" in out and "decode: CERTIFIED for every input" in out
+    assert re.search(r"^long_response +stored-prompt .* CHECKED +all 95 ", out, re.M)
     assert main(["verify", "--weights", str(d), "--claim", "multi_token"]) == 2
     assert "--claim conditional" in capsys.readouterr().err

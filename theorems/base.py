@@ -64,6 +64,7 @@ class Obligation:
     run: Callable[[RunContext], Record]
     applies_to_weights: bool = True  # False: a statement about the construction itself, not about given weights
     quick: Callable[[dict[str, int]], bool] = lambda params: True  # fast enough for the default (quick) level
+    needs_directory: bool = False  # True: about a weights directory's files (runs only with --weights DIR)
 
 
 @dataclass(frozen=True)

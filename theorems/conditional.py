@@ -19,6 +19,7 @@ from constructions.model import Model
 from theorems.base import Param, RunContext, Theorem
 from theorems.decode import LookupSpec
 from theorems.encoding import LookupEncoding
+from theorems.stored_prompt import stored_prompt_obligation
 from theorems.symbolic_obligations import QUICK_LIMIT, lookup_obligations, run_hardmax, run_leakage
 from verify.arith import NumpyOps
 from verify.checker import Batch
@@ -170,7 +171,8 @@ def _make(claim_id: str, title: str, claim: str, params: tuple[Param, ...], fixe
         predicate="forall tables m, inputs u in [V]^L: greedy(model, [virtual(m_r/V) for r < R] + u)[0:R] == m(u), "
                   "margin > 0 at every step",
         params=params,
-        obligations=lookup_obligations(claim_id, "m_r(u)/V", spec, hardmax, leakage, hardmax_quick),
+        obligations=lookup_obligations(claim_id, "m_r(u)/V", spec, hardmax, leakage, hardmax_quick)
+        + (stored_prompt_obligation(claim_id),),
     )
 
 

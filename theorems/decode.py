@@ -17,7 +17,7 @@ The record reports the strongest verdict reached.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -54,9 +54,9 @@ def run_decode(spec: LookupSpec, ctx: RunContext) -> Record:
     problem = spec.inputs(enc)
     sha = ctx.weights_sha256 or weights_sha256(model)
     if "certify" not in ctx.levels:
-        return check_decoding(model, problem, claim=spec.claim, params=dict(ctx.params), samples=ctx.samples,
-                              seed=ctx.seed, dtype=ctx.dtype, weights_sha256=sha, min_margin=ctx.min_margin,
-                              progress=ctx.reporter(spec.claim))
+        return explain_numeric(check_decoding(model, problem, claim=spec.claim, params=dict(ctx.params),
+                                              samples=ctx.samples, seed=ctx.seed, dtype=ctx.dtype, weights_sha256=sha,
+                                              min_margin=ctx.min_margin, progress=ctx.reporter(spec.claim)))
 
     ex = exec_for(ctx.dtype)
     run_model = round_model(model, ctx.dtype)
@@ -73,43 +73,69 @@ def run_decode(spec: LookupSpec, ctx: RunContext) -> Record:
     # Without the numeric level, the fallback numeric search is bounded to about FALLBACK_INPUTS inputs.
     numeric_samples = ctx.samples if "numeric" in ctx.levels else \
         max(1, min(ctx.samples, FALLBACK_INPUTS // max(problem.sample_count(1), 1)))
+
+    def full_numeric() -> Record:
+        return check_decoding(model, problem, claim=spec.claim, params=dict(ctx.params), samples=numeric_samples,
+                              seed=ctx.seed, dtype=ctx.dtype, weights_sha256=sha, min_margin=ctx.min_margin,
+                              progress=ctx.reporter(spec.claim))
+
+    def error(reason: str, counterexample: dict | None = None) -> Record:
+        return Record(verdict=Verdict.ERROR, method=method, reason=f"evaluators disagree: {reason}",
+                      counterexample=counterexample, seconds=time.perf_counter() - t0, details=details, **common)
+
     if cert.certified and not ctx.extra.get("cross_checks", True):
         details["cross_checks"] = "skipped (precision sweep)"
         return Record(verdict=Verdict.CERTIFIED, method=method, coverage=Coverage(problem.total, problem.total,
                       problem.form), min_margin=cert.min_margin, seconds=time.perf_counter() - t0, details=details,
                       **common)
     if cert.certified:
-        problems = _arb_check(run_model, enc, spec, claim, ex, ctx, details)
+        said = f"certificate ({cert.decoder}, {ex.name}): CERTIFIED margin >= {cert.min_margin:.3g}"
+        problems = [f"arb balls: {p}" for p in _arb_check(run_model, enc, spec, claim, ex, ctx, details)]
         # Numeric cross-check: concrete inputs from the extreme and some random boxes, in the same arithmetic
         # (the full sampled run as well with --level all). Each is one execution the certificate covers: its
         # margin may not fall below the bound, beyond the rounding of the final subtraction forming the margin.
-        num = evaluate_boxes(model, problem, _check_boxes(claim.rows, claim.V, ctx.seed), dtype=ctx.dtype,
-                             min_margin=ctx.min_margin, seed=ctx.seed)
-        counterexample = num["counterexample"]
+        boxes = evaluate_boxes(model, problem, _check_boxes(claim.rows, claim.V, ctx.seed), dtype=ctx.dtype,
+                               min_margin=ctx.min_margin, seed=ctx.seed)
+        runs = [(f"numeric ({ctx.dtype}, {boxes['inputs']} inputs from the certificate's boxes)", boxes)]
         if "numeric" in ctx.levels:
-            full = check_decoding(model, problem, claim=spec.claim, params=dict(ctx.params), samples=ctx.samples,
-                                  seed=ctx.seed, dtype=ctx.dtype, weights_sha256=sha, min_margin=ctx.min_margin,
-                                  progress=ctx.reporter(spec.claim))
-            num = {"min_margin": min(num["min_margin"], full.min_margin),
-                   "inputs": num["inputs"] + full.coverage.covered, "counterexample": counterexample or full.counterexample}
-        details["numeric_cross_check"] = {"inputs": num["inputs"], "min_margin": num["min_margin"]}
-        if num["counterexample"] is not None or num["min_margin"] < cert.min_margin - 2**-50 * abs(cert.min_margin):
-            problems.append(f"numeric evaluation found margin {num['min_margin']} below the certified bound "
-                            f"{cert.min_margin}")
+            full = full_numeric()
+            runs.append((f"numeric ({full.arithmetic}, {_covered(full)} inputs)",
+                         {"min_margin": full.min_margin, "inputs": full.coverage.covered if full.coverage else 0,
+                          "counterexample": full.counterexample, "verdict": full.verdict, "reason": full.reason}))
+        details["numeric_cross_check"] = {"inputs": sum(r["inputs"] for _, r in runs),
+                                          "min_margin": min(r["min_margin"] for _, r in runs)}
+        floor = cert.min_margin - 2**-50 * abs(cert.min_margin)
+        for who, r in runs:
+            if r["counterexample"] is not None:
+                problems.append(f"{who}: counterexample {counterexample_text(r['counterexample'])}")
+            elif r.get("verdict") is Verdict.ERROR:
+                problems.append(f"{who}: ERROR({r['reason']})")
+            elif r["min_margin"] < floor:
+                problems.append(f"{who}: min margin {r['min_margin']!r} below the certified bound {cert.min_margin!r}")
         if problems:
-            return Record(verdict=Verdict.ERROR, method=method, reason="; ".join(problems),
-                          counterexample=num["counterexample"], seconds=time.perf_counter() - t0,
-                          details=details, **common)
+            ce = next((r["counterexample"] for _, r in runs if r["counterexample"] is not None), None)
+            return error(f"{said}; " + "; ".join(problems), ce)
         cov = Coverage(problem.total, problem.total, problem.form)
         method += (f"; cross-checked: arb on {details['arb_cross_check']['boxes']} boxes, "
-                   f"numeric on {num['inputs']} inputs")
+                   f"numeric on {details['numeric_cross_check']['inputs']} inputs")
         return Record(verdict=Verdict.CERTIFIED, method=method, coverage=cov, min_margin=cert.min_margin,
                       seconds=time.perf_counter() - t0, details=details, **common)
 
     # Not certified: look for a real counterexample before saying UNKNOWN.
     boxes = [(r, y) for r, y, _ in cert.failures]
     found = search_boxes(model, problem, boxes, dtype=ctx.dtype, min_margin=ctx.min_margin, seed=ctx.seed)
-    if found is not None and found["confirmation"]["fails"]:
+    if found is not None and not found["confirmation"]["fails"]:
+        return error(f"teacher-forced pass ({ctx.dtype}) in a failing certificate box: counterexample "
+                     f"{counterexample_text(found)}, which incremental generation does not reproduce", found)
+    if found is not None:
+        said = f"certificate box search ({ctx.dtype}): counterexample {counterexample_text(found)}"
+        if "numeric" in ctx.levels:
+            num = full_numeric()
+            details["numeric"] = {"verdict": num.verdict_text, "min_margin": num.min_margin,
+                                  "inputs": None if num.coverage is None else num.coverage.covered}
+            if num.verdict is Verdict.CHECKED:
+                return error(f"{said}; numeric ({num.arithmetic}, {_covered(num)} inputs): CHECKED, every input "
+                             f"decodes (min margin {num.min_margin:.3g})", found)
         return Record(verdict=Verdict.FALSIFIED, method=method + "; counterexample from a failing box",
                       min_margin=found["teacher_forced_margin"], counterexample=found,
                       seconds=time.perf_counter() - t0, details=details, **common)
@@ -119,9 +145,7 @@ def run_decode(spec: LookupSpec, ctx: RunContext) -> Record:
                                 "counterexample in that box"
         return Record(verdict=Verdict.UNKNOWN, method=method, reason=reason, seconds=time.perf_counter() - t0,
                       details=details, **common)
-    num = check_decoding(model, problem, claim=spec.claim, params=dict(ctx.params), samples=numeric_samples,
-                         seed=ctx.seed, dtype=ctx.dtype, weights_sha256=sha, min_margin=ctx.min_margin,
-                         progress=ctx.reporter(spec.claim))
+    num = explain_numeric(full_numeric())
     details["numeric"] = {"verdict": num.verdict_text, "min_margin": num.min_margin,
                           "inputs": None if num.coverage is None else num.coverage.covered}
     if num.verdict in (Verdict.FALSIFIED, Verdict.ERROR):
@@ -139,6 +163,37 @@ def run_decode(spec: LookupSpec, ctx: RunContext) -> Record:
                   f"in that box nor in {num.coverage.covered} {'exhaustive' if num.coverage.exhaustive else 'sampled'} inputs")
     return Record(verdict=Verdict.UNKNOWN, method=method, reason=reason, coverage=num.coverage,
                   min_margin=num.min_margin, seconds=time.perf_counter() - t0, details=details, **common)
+
+
+def _covered(r: Record) -> str:
+    return "?" if r.coverage is None else r.coverage.text()
+
+
+def counterexample_text(ce: dict[str, Any]) -> str:
+    """A counterexample in one phrase: the input, where it fails, both evaluators' margins."""
+    keys = [k for k in ("target", "map", "input", "expected") if k in ce]
+    parts = [f"{k}={ce[k]!r}" for k in keys]
+    if "failing_position" in ce:
+        parts.append(f"position {ce['failing_position']}")
+    if "teacher_forced_margin" in ce:
+        parts.append(f"margin {ce['teacher_forced_margin']:.3g}")
+    conf = ce.get("confirmation") or {}
+    if conf:
+        parts.append(f"(generation: {conf.get('generated')!r}, margin {conf.get('margin_at', float('nan')):.3g}, "
+                     f"{'fails' if conf.get('fails') else 'passes'})")
+    return " ".join(parts)
+
+
+def explain_numeric(rec: Record) -> Record:
+    """A numeric record whose two evaluators disagree (ERROR) gets a reason naming both results."""
+    ce = rec.counterexample
+    if rec.verdict is not Verdict.ERROR or not ce or "confirmation" not in ce:
+        return rec
+    conf = ce["confirmation"]
+    reason = (f"evaluators disagree: teacher-forced pass ({rec.arithmetic}): {counterexample_text({**ce, 'confirmation': {}})}"
+              f"; incremental generation ({rec.arithmetic}): generated {conf.get('generated')!r} with margin "
+              f"{conf.get('margin_at', float('nan')):.3g} there, a pass")
+    return replace(rec, reason=reason)
 
 
 def _check_boxes(R: int, V: int, seed: int) -> list[tuple[int, int]]:

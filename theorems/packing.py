@@ -15,7 +15,9 @@ import numpy as np
 from constructions.packing import Packing
 from theorems.base import Obligation, Param, RunContext, Theorem
 from theorems.conditional import ConditionalInputs
+from theorems.decode import explain_numeric
 from theorems.encoding import LookupEncoding
+from theorems.stored_prompt import stored_prompt_obligation
 from theorems.symbolic_obligations import lemma_record
 from verify.checker import check_decoding
 from verify.verdict import Record
@@ -76,9 +78,9 @@ def run_decode(ctx: RunContext) -> Record:
     enc = LookupEncoding.of(model, "pay")
     problem = PackingInputs(enc)
     if "certify" not in ctx.levels:
-        return check_decoding(model, problem, claim=THEOREM.id, params=dict(ctx.params), samples=ctx.samples,
-                              seed=ctx.seed, dtype=ctx.dtype, min_margin=ctx.min_margin,
-                              progress=ctx.reporter(THEOREM.id))
+        return explain_numeric(check_decoding(model, problem, claim=THEOREM.id, params=dict(ctx.params),
+                                              samples=ctx.samples, seed=ctx.seed, dtype=ctx.dtype,
+                                              min_margin=ctx.min_margin, progress=ctx.reporter(THEOREM.id)))
     return certify_packing(THEOREM.id, model, c, problem, ctx)
 
 
@@ -108,5 +110,6 @@ THEOREM = Theorem(
         Obligation("decode", "every map and input decodes with a positive margin in the executed arithmetic",
                    ("certify", "numeric"), "verify.cert_packing.certify_packing / verify.checker.check_decoding",
                    run_decode),
+        stored_prompt_obligation("multi_token_packing"),
     ),
 )

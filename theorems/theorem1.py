@@ -11,6 +11,7 @@ from constructions.theorem1 import Theorem1
 from theorems.base import Param, RunContext, Theorem
 from theorems.decode import LookupSpec
 from theorems.encoding import LookupEncoding
+from theorems.stored_prompt import stored_prompt_obligation
 from theorems.symbolic_obligations import lookup_obligations, run_hardmax, run_leakage
 from verify.arith import NumpyOps
 from verify.checker import Batch
@@ -136,5 +137,6 @@ THEOREM = Theorem(
         Param("V", "vocabulary size", 2, 95),
         Param("N", "response length", 1, 20),
     ),
-    obligations=lookup_obligations("theorem1", "Y_i/V", SPEC, run_hardmax_lookup, run_leakage_bound),
+    obligations=lookup_obligations("theorem1", "Y_i/V", SPEC, run_hardmax_lookup, run_leakage_bound)
+    + (stored_prompt_obligation("theorem1"),),
 )

@@ -11,6 +11,7 @@ from constructions.theorem2 import Theorem2
 from theorems.base import Param, RunContext, Theorem
 from theorems.decode import LookupSpec
 from theorems.encoding import LookupEncoding
+from theorems.stored_prompt import stored_prompt_obligation
 from theorems.symbolic_obligations import lookup_obligations, run_hardmax, run_leakage
 from verify.arith import NumpyOps
 from verify.checker import Batch
@@ -154,5 +155,6 @@ THEOREM = Theorem(
     ),
     predicate="forall m in [V]^[V], u in [V]: argmax logits(model, [virtual(m/V), u])[1] == m(u), margin > 0",
     params=(Param("V", "vocabulary size", 2, 95),),
-    obligations=lookup_obligations("theorem2", "m(u)/V", SPEC, run_hardmax_lookup, run_leakage_bound),
+    obligations=lookup_obligations("theorem2", "m(u)/V", SPEC, run_hardmax_lookup, run_leakage_bound)
+    + (stored_prompt_obligation("theorem2"),),
 )

@@ -147,7 +147,7 @@ def _table(args: argparse.Namespace):
         raise InputError(f"the packing of {c.D} base-{V} digits into one float64 loses digits, so the built model "
                          f"answers some inputs wrongly (see `prefixproof precision multi_token_packing`); use a "
                          f"smaller V or the multi_token construction") from None
-    info = {"mode": "queries", "inputs": L, "steps": R}
+    info = {"mode": "queries", "inputs": L, "steps": R, "table_tokens": np.asarray(table).tolist()}
     return model, soft, info, f"{name} V={V} L={L} R={R} ({V ** L} inputs); scale {model.layers[0].heads[0].scale}", \
         margin
 

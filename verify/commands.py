@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from constructions.alphabet import render
-from constructions.io import FormatError, load_model, load_prompt, weights_sha256
+from constructions.io import CONFIG, PROMPT, FormatError, load_model, load_prompt, read_json, weights_sha256
 from theorems import THEOREMS
 from theorems.base import RunContext
 from theorems.encoding import LookupEncoding
@@ -67,6 +67,21 @@ def weights_params(claim: str, model: Any) -> dict[str, int]:
     return {"long_response": {"V": V, "R": R}, "multi_token": {"V": V, "L": L}}.get(claim, {"V": V, "L": L, "R": R})
 
 
+def _has_prompt(directory: str | None) -> bool:
+    """A weights directory that stores a prompt (the stored-prompt obligation then checks it)."""
+    if not directory:
+        return False
+    from pathlib import Path
+
+    d = Path(directory)
+    if (d / PROMPT).is_file():
+        return True
+    try:
+        return "prompt" in read_json(d / CONFIG, FormatError, "")
+    except FormatError:
+        return False
+
+
 def _param_overrides(items: list[str] | None) -> dict[str, int]:
     """--param NAME=VALUE (repeatable) for claims with parameters beyond V and N."""
     out = {}
@@ -116,7 +131,8 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
         ctx = RunContext(params=params, samples=args.samples or DEFAULT_SAMPLES.get(theorem.id, 1000),
                          seed=args.seed, dtype=args.dtype, alphabet=claim_alphabet, progress=progress_printer(),
                          levels=frozenset(LEVELS[args.level]), quick=args.level == "quick",
-                         min_margin=args.min_margin, model=model, weights_sha256=sha)
+                         min_margin=args.min_margin, model=model, weights_sha256=sha,
+                         extra={"weights_dir": args.weights} if _has_prompt(args.weights) else {})
         results.append(ClaimResult(theorem, params, run_theorem(theorem, ctx),
                                    tuple(ob.id for ob in skipped(theorem, ctx))))
     print(table(results))

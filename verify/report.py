@@ -5,6 +5,7 @@ import datetime as _dt
 import json
 import math
 import platform
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,6 +17,8 @@ REPORT_FORMAT = "prefixproof-report"
 REPORT_VERSION = 1
 
 EXIT_OK, EXIT_FALSIFIED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
+VERDICT_CELL = 60  # longer verdict texts go below the table, whole and wrapped (never cut)
+WRAP = 110
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ def table(results: Sequence[ClaimResult]) -> str:
     for c in results:
         for r in c.records:
             cov = "-" if r.coverage is None else r.coverage.text()
-            rows.append((r.claim, r.obligation, f"{r.method} [{r.arithmetic}]", r.verdict_text, cov,
+            rows.append((r.claim, r.obligation, f"{r.method} [{r.arithmetic}]", _cell(r), cov,
                          _margin(r.min_margin), f"{r.seconds:.2f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -71,9 +74,23 @@ def table(results: Sequence[ClaimResult]) -> str:
     return "\n".join(lines)
 
 
+def _cell(r: Record) -> str:
+    text = r.verdict_text
+    return text if len(text) <= VERDICT_CELL else f"{r.verdict.name} (reason below)"
+
+
+def _reason_lines(r: Record) -> list[str]:
+    """The whole reason of a failing or undecided record, as one logical line wrapped (never cut)."""
+    if not r.reason or (r.verdict is Verdict.UNKNOWN and len(r.verdict_text) <= VERDICT_CELL):
+        return []
+    text = f"{r.obligation}: {r.verdict_text}" if r.verdict in (Verdict.UNKNOWN, Verdict.ERROR) else \
+        f"{r.obligation}: {r.verdict.name}: {r.reason}"
+    return textwrap.wrap(text, WRAP, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
+
+
 def _explain(r: Record) -> list[str]:
     """One or two lines saying how strong a record's verdict is and what it rests on."""
-    out = []
+    out = _reason_lines(r)
     d = r.details or {}
     if r.verdict is Verdict.PROVED and d.get("parametric_in"):
         extra = f"; {d['per_instance']}" if d.get("per_instance") else ""

@@ -5,6 +5,7 @@ import time
 import traceback
 
 from theorems.base import Obligation, RunContext, Theorem
+from verify.agreement import disagreements
 from verify.verdict import Record, Verdict, weakest
 
 
@@ -28,7 +29,8 @@ def run_obligation(theorem: Theorem, ob: Obligation, ctx: RunContext) -> Record:
 def selected(theorem: Theorem, ctx: RunContext) -> list[Obligation]:
     """The obligations with a method at one of the context's levels (and, for given weights, about weights)."""
     return [ob for ob in theorem.obligations
-            if set(ob.levels) & set(ctx.levels) and (ctx.model is None or ob.applies_to_weights)]
+            if set(ob.levels) & set(ctx.levels) and (ctx.model is None or ob.applies_to_weights)
+            and (not ob.needs_directory or ctx.extra.get("weights_dir"))]
 
 
 def skipped(theorem: Theorem, ctx: RunContext) -> list[Obligation]:
@@ -38,7 +40,8 @@ def skipped(theorem: Theorem, ctx: RunContext) -> list[Obligation]:
 
 def run_theorem(theorem: Theorem, ctx: RunContext) -> list[Record]:
     skip = skipped(theorem, ctx)
-    return [run_obligation(theorem, ob, ctx) for ob in selected(theorem, ctx) if ob not in skip]
+    records = [run_obligation(theorem, ob, ctx) for ob in selected(theorem, ctx) if ob not in skip]
+    return records + disagreements(records)  # two records contradicting each other: ERROR naming both
 
 
 def theorem_verdict(records: list[Record]) -> Verdict:
