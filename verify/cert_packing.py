@@ -26,7 +26,7 @@ from constructions.packing import Packing
 from theorems.base import RunContext
 from verify import interval as I
 from verify.cert_attention import Unsupported, first_layer_forms
-from verify.packing_recursion import Digits, State, Uncovered, decode_margin, run_hidden
+from verify.packing_recursion import Digits, State, Uncovered, decode_margin, exact_parts, run_hidden
 from verify.checker import DecodeProblem, check_decoding, evaluate_boxes
 from verify.claims import LookupRows
 from verify.dtypes import round_model, round_to
@@ -52,7 +52,7 @@ def first_state(model: Model, c: Packing, rows: LookupRows, tmax: float, ex: Exe
     A listed (row, unit) pair has pre-activation c + b t with t the stored packed value in [0, tmax] and
     |t - r| <= enc_err; an unlisted pair is dead (exactly 0)."""
     layer = model.layers[0]
-    exact_space = c.model().layers[0].hidden[0]
+    exact_space = exact_parts(c)[0].layers[0].hidden[0]
     first = first_layer_forms(model, rows, ex)
     R, H1 = rows.rows, first.n_units
     if H1 != exact_space.dim:
@@ -89,8 +89,7 @@ def analyse(model: Model, c: Packing, ex: Exec, encoder_dtype: str | None) -> di
     V, D, L = c.V, c.D, c.L
     if model.unembed is not None:
         raise Uncovered("stage not covered: an unembedding matrix (the packing construction has none)")
-    exact = c.model()
-    exact_layer = exact.layers[0]
+    exact_layer = exact_parts(c)[0].layers[0]
     layer = materialize(model).layers[0]
     if len(layer.mlp) != len(exact_layer.mlp) or len(layer.heads) != len(exact_layer.heads):
         raise Uncovered(f"stage not covered: {len(layer.heads)} heads and {len(layer.mlp)} Dense layers where the "
@@ -106,7 +105,7 @@ def analyse(model: Model, c: Packing, ex: Exec, encoder_dtype: str | None) -> di
     istar = np.zeros(rows.rows, dtype=np.int64)
     for l in range(2, L + 1):
         istar = istar * V + rows.fixed_tok[:, l - 1]
-    s, info = run_hidden(layer, exact_layer, Digits(c, istar), s0, ex)
+    s, info = run_hidden(layer, Digits(c, istar), s0, ex)
     e_value = float(s.e.max())
     E0 = float(s0.e.max())
     margin = decode_margin(layer.mlp[-1].W, layer.mlp[-1].b, e_value, V, ex)
@@ -160,7 +159,7 @@ def certify_packing(claim: str, model: Model, c: Packing, problem: DecodeProblem
                                    seed=ctx.seed)
             details["numeric_run"] = {"method": "extreme boxes", "min_margin": check["min_margin"]}
             if check["counterexample"] is not None or check["min_margin"] < bound:
-                verdict = "FALSIFIED" if check["counterexample"] is not None else "a pass"
+                verdict = "FALSIFIED" if check["counterexample"] is not None else "no failure on the extreme boxes"
                 return Record(verdict=Verdict.ERROR, method=method, reason=_disagreement(
                     bound, verdict, check["min_margin"], check["counterexample"], None),
                     counterexample=check["counterexample"], seconds=time.perf_counter() - t0, details=details,

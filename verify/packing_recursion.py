@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from fractions import Fraction
 from typing import Any
 
@@ -52,25 +53,38 @@ def _dense(W: Any) -> np.ndarray:
     return np.asarray(W.toarray() if hasattr(W, "toarray") else W, dtype=np.float64)
 
 
-def _exact_dense(E: Any) -> np.ndarray:
-    """The exact construction's matrix as Fractions (object array), 1-D or 2-D."""
-    out = np.zeros(E.shape, dtype=object)
-    out[...] = Fraction(0)
-    for k, v in E.entries.items():
-        out[k] = Fraction(v)
-    return out
+@dataclass(frozen=True)
+class ExactTensor:
+    """An exact construction tensor: its Fractions, their float64 roundings, which are exact, and |F| rounded up."""
+
+    F: np.ndarray  # object array of Fractions
+    f: np.ndarray  # float64 nearest
+    exact: np.ndarray  # bool: f == F
+    abs_up: np.ndarray  # upper bound of |F|
+
+    @classmethod
+    def of(cls, E: Any) -> "ExactTensor":
+        F = np.empty(E.shape, dtype=object)
+        F[...] = Fraction(0)
+        for k, v in E.entries.items():
+            F[k] = Fraction(v)
+        f = np.array([float(x) for x in F.ravel()], dtype=np.float64).reshape(F.shape)
+        exact = np.array([Fraction(float(x)) == x for x in F.ravel()], dtype=bool).reshape(F.shape)
+        return cls(F, f, exact, np.where(exact, np.abs(f), I.up(np.abs(f))))
+
+    def dev(self, A: np.ndarray) -> np.ndarray:
+        """Upper bounds of |A - F|: a float subtraction rounded up where F is a float, Fractions elsewhere."""
+        out = I.up(np.abs(A - self.f))
+        for k in zip(*np.nonzero(~self.exact)):
+            out[k] = float(I.up(float(abs(Fraction(float(A[k])) - self.F[k]))))
+        return out
 
 
-def _abs_up(F: np.ndarray) -> np.ndarray:
-    """Upper bounds of |F| for an object array of Fractions."""
-    flat = [float(I.up(float(abs(x)))) if x != 0 else 0.0 for x in F.ravel()]
-    return np.array(flat, dtype=np.float64).reshape(F.shape)
-
-
-def _dev(A: np.ndarray, F: np.ndarray) -> np.ndarray:
-    """Upper bounds of |A - F| (A float, F Fractions), entrywise and exactly before the final rounding up."""
-    flat = [float(I.up(float(abs(Fraction(float(a)) - f)))) for a, f in zip(A.ravel(), F.ravel())]
-    return np.array(flat, dtype=np.float64).reshape(A.shape)
+@lru_cache(maxsize=8)
+def exact_parts(c: Packing) -> tuple[Any, tuple[tuple[ExactTensor, ExactTensor], ...]]:
+    """The exact construction (rationals) and its Dense layers as ExactTensors, computed once per size."""
+    model = c.model()
+    return model, tuple((ExactTensor.of(d.W), ExactTensor.of(d.b)) for d in model.layers[0].mlp)
 
 
 def _mv(X: np.ndarray, A: np.ndarray) -> np.ndarray:
@@ -94,15 +108,14 @@ class DenseBounds:
     n: np.ndarray  # per unit: non-zero weights + 1
 
     @classmethod
-    def of(cls, W: Any, b: Any, We: Any, be: Any, ex: Exec) -> "DenseBounds":
+    def of(cls, W: Any, b: Any, We: ExactTensor, be: ExactTensor, ex: Exec) -> "DenseBounds":
         W, b = _dense(W), np.asarray(b, dtype=np.float64)
-        Fw, Fb = _exact_dense(We), _exact_dense(be)
-        if W.shape != Fw.shape or b.shape != Fb.shape:
+        if W.shape != We.F.shape or b.shape != be.F.shape:
             raise Uncovered(f"stage not covered: a Dense layer has shape {W.shape} where the packing construction "
-                            f"has {Fw.shape}")
+                            f"has {We.F.shape}")
         n = np.count_nonzero(W, axis=1) + 1
         g = np.array([ex.dot(int(k)) for k in n])
-        return cls(W, b, np.abs(W), _abs_up(Fw), _dev(W, Fw), _dev(b, Fb), g, n)
+        return cls(W, b, np.abs(W), We.abs_up, We.dev(W), be.dev(b), g, n)
 
     def pre_error(self, s: State, ex: Exec) -> np.ndarray:
         """Bound of |actual pre-activation - ideal pre-activation| per row and unit."""
@@ -175,16 +188,18 @@ def _stage_of(name: str) -> tuple[str, int | None]:
     return name, None
 
 
-def run_hidden(layer: Any, exact_layer: Any, dg: Digits, s: State, ex: Exec) -> tuple[State, dict[str, Any]]:
+def run_hidden(layer: Any, dg: Digits, s: State, ex: Exec) -> tuple[State, dict[str, Any]]:
     """Carry (M, e) from the first MLP layer's outputs through every hidden Dense layer after it.
 
     Returns the state of the last hidden layer (the value unit) and the worst threshold error per stage."""
     V, D = dg.V, dg.c.D
+    exact, tensors = exact_parts(dg.c)
+    exact_layer = exact.layers[0]
     worst: list[float] = []
     inv_err: np.ndarray | None = None  # e_pre of the previous a-layer's inv units (rows, V-1)
     for ell in range(1, len(exact_layer.mlp) - 1):
         space = exact_layer.hidden[ell]
-        d = DenseBounds.of(layer.mlp[ell].W, layer.mlp[ell].b, exact_layer.mlp[ell].W, exact_layer.mlp[ell].b, ex)
+        d = DenseBounds.of(layer.mlp[ell].W, layer.mlp[ell].b, *tensors[ell], ex)
         kind, k = _stage_of(space.name)
         labels = space.labels
         e_pre = d.pre_error(s, ex)
