@@ -94,7 +94,12 @@ def analyse(model: Model, c: Packing, ex: Exec, encoder_dtype: str | None) -> di
     if len(layer.mlp) != len(exact_layer.mlp) or len(layer.heads) != len(exact_layer.heads):
         raise Uncovered(f"stage not covered: {len(layer.heads)} heads and {len(layer.mlp)} Dense layers where the "
                         f"construction has {len(exact_layer.heads)} and {len(exact_layer.mlp)}")
-    pay = np.array(c.stream.block("pay"))
+    try:  # the payload as the model's own labels place it (the encoder writes the virtual token by them)
+        pay = np.array(model.stream.block("pay"))
+    except KeyError:
+        raise Uncovered("stage not covered: the model's stream has no 'pay' block") from None
+    if len(pay) != V:
+        raise Uncovered(f"stage not covered: the 'pay' block has {len(pay)} coordinates, the construction {V}")
     tmax = float(I.up((V ** D - 1) / V ** D))
     enc = 0.0
     if encoder_dtype is not None:

@@ -136,7 +136,7 @@ def relu_error(e_pre: np.ndarray, pre_hi: np.ndarray | None) -> np.ndarray:
     return np.where(np.isfinite(pre_hi), zero_side, e_pre)
 
 
-def h_off_upper(d: DenseBounds, h: int, p: int, inv_lo: np.ndarray, s: State) -> np.ndarray:
+def h_off_upper(d: DenseBounds, h: int, p: int, inv_lo: np.ndarray, s: State, ex: Exec) -> np.ndarray:
     """Upper bound (per row) of H_h's executed pre-activation when its partner inv_p >= inv_lo > 0.
 
     fl(sum) <= sum + gamma sum|terms|; the partner's term w inv (1 - gamma) (w < 0) is largest at inv_lo,
@@ -148,7 +148,7 @@ def h_off_upper(d: DenseBounds, h: int, p: int, inv_lo: np.ndarray, s: State) ->
     coef = I.up(np.maximum(d.W[h, others], 0.0) + I.up(g * d.absW[h, others]))
     rest = _mv(I.up(s.M[:, others] + s.e[:, others]), coef[None, :])[:, 0]
     bias = I.up(d.b[h] + I.up(g * abs(d.b[h])))
-    return I.up(I.up(own + rest) + bias + d.n[h] * I.ETA)
+    return I.up(I.up(I.up(own + rest) + bias) + d.n[h] * ex.eta)
 
 
 @dataclass(frozen=True)
@@ -232,7 +232,7 @@ def run_hidden(layer: Any, dg: Digits, s: State, ex: Exec) -> tuple[State, dict[
                 e_on = d.pre_error(s_on, ex)[:, h]
                 # off: inv_j >= 3/2 - inv_err; H_j is exactly 0 when its executed pre-activation stays below 0
                 if d.W[h, p] < 0:
-                    hi = h_off_upper(d, h, p, I.down(1.5 - inv_err[:, j]), s)
+                    hi = h_off_upper(d, h, p, I.down(1.5 - inv_err[:, j]), s, ex)
                 else:
                     hi = np.full(len(dg.istar), np.inf)
                 e_off = np.where(hi < 0, 0.0, e_pre[:, h])
@@ -268,4 +268,5 @@ def decode_margin(W: Any, b: Any, e_value: float, V: int, ex: Exec) -> float:
     diff = I.add(prod, (I.down(b[:, None] - b[None, :]), I.up(b[:, None] - b[None, :])))
     lower = I.down(diff[0] - I.up(np.diag(err)[:, None] + err))
     lower[np.arange(V), np.arange(V)] = np.inf
-    return float(lower.min())
+    m = float(lower.min())
+    return float(I.down(m - 2 * I.U * abs(m)))  # the margin itself is a float subtraction of the two logits
