@@ -74,7 +74,7 @@ class ExactTensor:
 
     def dev(self, A: np.ndarray) -> np.ndarray:
         """Upper bounds of |A - F|: a float subtraction rounded up where F is a float, Fractions elsewhere."""
-        out = I.up(np.abs(A - self.f))
+        out = np.where(A == self.f, 0.0, I.up(np.abs(A - self.f)))
         for k in zip(*np.nonzero(~self.exact)):
             out[k] = float(I.up(float(abs(Fraction(float(A[k])) - self.F[k]))))
         return out
@@ -167,7 +167,7 @@ def _unit_facts(label: str, stage: int | None, dg: Digits) -> tuple[np.ndarray, 
     """Ideal post-activation magnitude M (rows,) and, where the ideal is 0, an upper bound of the ideal
     pre-activation (rows,; inf where it is not 0). Derived from constructions/packing.py's wiring."""
     R, V = len(dg.istar), dg.V
-    ones, vmax = np.ones(R), (V - 1) / V
+    ones, vmax = np.ones(R), float(I.up((V - 1) / V))
     if label == "x":  # x_k in [0, 1)
         return ones, None
     if label.startswith("idx:"):  # one-hot of the digit index; an off unit's ideal pre-activation is <= 0
@@ -215,7 +215,7 @@ def run_hidden(layer: Any, dg: Digits, s: State, ex: Exec) -> tuple[State, dict[
             worst.append(float(eps.max()))
             inv_err = eps
             for j in range(1, V):
-                M_new[:, inv[j - 1]] = max(0.0, 2.0 * g_inv * j - 0.5)
+                M_new[:, inv[j - 1]] = max(0.0, float(I.up(I.up(2.0 * g_inv * j) - 0.5)))
                 e_new[:, inv[j - 1]] = eps[:, j - 1]
             rest = [h for h in range(len(labels)) if h not in inv]
             sel_stage = k - 1
