@@ -192,7 +192,11 @@ def _disagreement(bound: float, verdict: str, margin: float | None, counterexamp
     text = f"the evaluators disagree: the certificate says CERTIFIED with decode margin >= {bound:.6g}, " \
            f"the numeric run says {verdict} with min margin {margin if margin is None else f'{margin:.6g}'}"
     if counterexample is not None:
-        text += f" (counterexample {json.dumps(counterexample, default=str)[:300]})"
+        brief = {k: counterexample[k] for k in ("input", "expected", "failing_position") if k in counterexample}
+        generated = (counterexample.get("confirmation") or {}).get("generated")
+        if generated is not None:
+            brief["generated"] = generated
+        text += f" (counterexample {json.dumps(brief or counterexample, default=str)[:300]})"
     elif reason:
         text += f" ({reason})"
     return text
