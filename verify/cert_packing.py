@@ -136,7 +136,9 @@ def certify_packing(claim: str, model: Model, c: Packing, problem: DecodeProblem
     try:
         run = round_model(model, ctx.dtype)
         result = analyse(run, c, ex, ctx.dtype)
-    except (Unsupported, Uncovered, PrecisionExhausted) as e:
+    except Unsupported as e:
+        result = {"certified": False, "reason": f"stage not covered: attention and the first MLP layer: {e}"}
+    except (Uncovered, PrecisionExhausted) as e:
         result = {"certified": False, "reason": str(e)}
     except ValueError as e:  # weights beyond the format's range cannot even be stored
         result = {"certified": False, "reason": f"the weights do not fit {ctx.dtype}: {e}"}
