@@ -191,7 +191,7 @@ def _stage_of(name: str) -> tuple[str, int | None]:
 def run_hidden(layer: Any, dg: Digits, s: State, ex: Exec) -> tuple[State, dict[str, Any]]:
     """Carry (M, e) from the first MLP layer's outputs through every hidden Dense layer after it.
 
-    Returns the state of the last hidden layer (the value unit) and the worst threshold error per stage."""
+    Returns the state of the last hidden layer (the value unit) and the largest threshold error of any stage."""
     V, D = dg.V, dg.c.D
     exact, tensors = exact_parts(dg.c)
     exact_layer = exact.layers[0]
@@ -210,8 +210,7 @@ def run_hidden(layer: Any, dg: Digits, s: State, ex: Exec) -> tuple[State, dict[
             eps = e_pre[:, inv]
             if not np.all(eps < 0.5):
                 raise Uncovered(f"stage not covered: digit stage {k}: the threshold argument may move by "
-                                f"{float(eps.max()):.3g} >= 1/2"
-                                )
+                                f"{float(eps.max()):.3g} >= 1/2")
             worst.append(float(eps.max()))
             inv_err = eps
             for j in range(1, V):
