@@ -88,8 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="format(s) to report (repeatable; default: all four)")
     pr.add_argument("--json", metavar="PATH", help="also write the report as JSON")
 
-    st = sub.add_parser("selftest", help="run the verifier against its mutants and print the kill rate")
-    st.add_argument("--quiet", action="store_true", help="only the summary")
+    st = sub.add_parser("selftest", help="run the verifier against mechanical mutants of every lookup claim's "
+                        "weights, judged by an independent exhaustive reader")
+    st.add_argument("--quick", action="store_true", help="a deterministic subset: one mutant of every mutation kind "
+                    "per claim (the default test run uses it)")
+    st.add_argument("--seed", type=_seed, default=0, help="seed for the perturbed entries and the quick subset "
+                    "(default 0)")
+    st.add_argument("--claim", action="append", choices=("theorem1", "theorem2", "long_response", "multi_token",
+                                                         "conditional", "multi_token_packing"),
+                    help="restrict to this claim (repeatable; default all six)")
+    st.add_argument("--workers", type=_positive, help="processes (default: 2 for the full run, 1 with --quick)")
+    st.add_argument("--json", metavar="PATH", help="also write every mutant's truth and verdict as JSON")
+    st.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
     xc = sub.add_parser("crosscheck", help="cross-check against PyTorch, Hugging Face GPT-2, PEFT and MiniLM "
                         "(needs the torch extra)")
