@@ -6,6 +6,7 @@ Exit status: 0 nothing falsified, 1 something FALSIFIED, 2 bad usage or input
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -49,6 +50,7 @@ def _seed(text: str) -> int:
     return value
 
 
+@functools.lru_cache(maxsize=1)  # built once per process: the self-test runs `main` thousands of times
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="prefixproof", description="Verify constructive proofs about prompting and prefix-tuning "
                 "(Petrov, Torr & Bibi, ICLR 2024).")
