@@ -128,7 +128,7 @@ def test_mutants_cover_every_tensor_bias_and_head(bases, claim):
         for op in TENSOR_OPS:  # present unless the edit would leave the tensor as it is
             present = any(s.target == tensor and s.kind == op for s in specs)
             assert present or np.array_equal(_tensor_op(op, a), a), (tensor, op)
-        assert sum(s.target == tensor and s.kind.startswith("perturbed") for s in specs) == 3
+        assert sum(s.target == tensor and s.kind.startswith("perturbed") for s in specs) == 4
     for l, layer in enumerate(parts.config["layers"]):
         for h in range(len(layer["heads"])):
             assert sum(s.target == f"layers.{l}.heads.{h}" for s in specs) == 4

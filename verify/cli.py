@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("selftest", help="run the verifier against mechanical mutants of every lookup claim's "
                         "weights, judged by an independent exhaustive reader")
-    st.add_argument("--quick", action="store_true", help="a deterministic subset: one mutant of every mutation kind "
+    st.add_argument("--quick", action="store_true", help="a deterministic subset: two mutants of every tensor kind "
                     "per claim (the default test run uses it)")
     st.add_argument("--seed", type=_seed, default=0, help="seed for the perturbed entries and the quick subset "
                     "(default 0)")

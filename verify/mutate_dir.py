@@ -8,8 +8,10 @@ hand, so no tensor, bias or head can be skipped:
 
 - every tensor and every bias: zeroed, negated, x0.5, x0.99, rows rolled
   (entries for a bias, columns for a one-row matrix), and one entry perturbed
-  at three sizes: just past the size that breaks the claim (1.02 x the
-  threshold), just inside it (0.98 x) and benign (0.25 x). The entry and the
+  at four sizes: just past the size that breaks the claim (1.02 x the
+  threshold), just inside it (0.98 x), benign (0.25 x), and at the float64
+  edge (the largest size still correct in float64, within ~1e-11 of
+  breaking: float32 execution is likely to fail there). The entry and the
   sign come from the seed; the threshold is found by geometric bisection on
   the float64 truth (verify/plain_truth.py);
 - every head: scale / 4, scale just below the leakage rule (0.98 x the rule's
@@ -42,7 +44,8 @@ from constructions.io import load_model, weights_sha256
 PAYLOAD = {"theorem1": "target", "theorem2": "map", "long_response": "table", "multi_token": "table",
            "conditional": "table", "multi_token_packing": "pay"}
 TENSOR_OPS = ("zeroed", "negated", "x0.5", "x0.99", "rows rolled")
-PERTURB = (("just past the threshold", 1.02), ("just inside the threshold", 0.98), ("benign", 0.25))
+PERTURB = (("just past the threshold", 1.02), ("just inside the threshold", 0.98), ("benign", 0.25),
+           ("at the float64 edge", 0.0))  # 0.0: the largest size found correct in float64, within 1e-11 of breaking
 
 
 @dataclass
@@ -149,8 +152,10 @@ def rule_scale(claim: str, params: dict[str, int]) -> float:
     return math.log(4 * V * (L + 1) * max(2 * R + L - 2, 1))
 
 
-def _smallest(breaks: Callable[[float], bool], start: float, floor: float, cap: float) -> float | None:
-    """Geometric search for the smallest t in [floor, cap] with breaks(t) (assumes breaks is monotone near it)."""
+def _smallest(breaks: Callable[[float], bool], start: float, floor: float, cap: float,
+              steps: int = 10) -> tuple[float, float] | None:
+    """Geometric search for the edge in [floor, cap]: (lo, hi) with breaks(hi) and not breaks(lo), hi/lo =
+    8^(2^-steps); None when nothing up to `cap` breaks (assumes breaks is monotone near the edge)."""
     t = start
     if breaks(t):
         while t > floor and breaks(t / 8):
@@ -162,10 +167,10 @@ def _smallest(breaks: Callable[[float], bool], start: float, floor: float, cap: 
         if t >= cap:
             return None
         lo, hi = t, t * 8
-    for _ in range(10):
+    for _ in range(steps):
         mid = math.sqrt(lo * hi)
         lo, hi = (lo, mid) if breaks(mid) else (mid, hi)
-    return hi
+    return lo, hi
 
 
 _THRESHOLDS: dict[tuple[str, str, int], tuple[float, float | None]] = {}
@@ -196,18 +201,22 @@ def apply(spec: MutantSpec, base: Parts, claim: str, params: dict[str, int], see
         cap = 1e4 * (1 + float(np.abs(a).max()))
         key = (claim, t, seed)
         if key not in _THRESHOLDS:  # the smallest breaking size, trying the seeded sign first, then the other
-            delta = _smallest(lambda d: broken(with_delta(d)), 1e-4, 1e-12, cap)
-            if delta is None:
+            edge = _smallest(lambda d: broken(with_delta(d)), 1e-4, 1e-12, cap, steps=40)
+            if edge is None:
                 sign = -sign
-                delta = _smallest(lambda d: broken(with_delta(d)), 1e-4, 1e-12, cap)
-            _THRESHOLDS[key] = (sign, delta)
-        sign, delta = _THRESHOLDS[key]
-        if delta is None:
-            d = cap if spec.arg > 1 else 1e-4 * spec.arg
-            note = f"[{','.join(map(str, idx))}] {sign * d:+.6g} (no breaking size up to {cap:.3g} in either sign)"
+                edge = _smallest(lambda d: broken(with_delta(d)), 1e-4, 1e-12, cap, steps=40)
+            _THRESHOLDS[key] = (sign, edge)
+        sign, edge = _THRESHOLDS[key]
+        where = ",".join(map(str, idx))
+        if edge is None:
+            d = cap if spec.arg > 1 else 1e-4 * max(spec.arg, 1.0)
+            note = f"[{where}] {sign * d:+.6g} (no breaking size up to {cap:.3g} in either sign)"
+        elif spec.arg == 0.0:
+            d = edge[0]
+            note = f"[{where}] {sign * d:+.17g} (largest size correct in float64; {sign * edge[1]:+.17g} breaks)"
         else:
-            d = delta * spec.arg
-            note = f"[{','.join(map(str, idx))}] {sign * d:+.6g} ({spec.arg} x the breaking size {delta:.4g})"
+            d = edge[1] * spec.arg
+            note = f"[{where}] {sign * d:+.6g} ({spec.arg} x the breaking size {edge[1]:.4g})"
         return with_delta(d), note
     if spec.kind.startswith("scale"):
         l, h = int(t.split(".")[1]), int(t.split(".")[3])
@@ -223,10 +232,10 @@ def apply(spec: MutantSpec, base: Parts, claim: str, params: dict[str, int], see
         elif isinstance(spec.arg, float) and spec.kind == "scale / 4":
             s = s0 * spec.arg
         else:
-            cut = _smallest(lambda c: broken(with_scale(s0 / c)), 1.0, 1.0, 4096.0)  # smallest cut that breaks
-            if cut is None:
+            found = _smallest(lambda c: broken(with_scale(s0 / c)), 1.0, 1.0, 4096.0)  # smallest cut that breaks
+            if found is None:
                 return with_scale(s0 / 4096), f"{s0} -> {s0 / 4096:.6g} (no cut up to 4096 breaks it)"
-            s = s0 / cut * spec.arg  # s0 / cut is the largest scale found broken
+            s = s0 / found[1] * spec.arg  # s0 / found[1] is the largest scale found broken
         return with_scale(s), f"{s0} -> {s:.6g}"
     if spec.kind == "heads exchanged":
         l, (h, names) = int(t.split(".")[1]), spec.arg

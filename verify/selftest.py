@@ -187,15 +187,32 @@ def _job(args: tuple) -> list[Row]:
     return rows
 
 
-def quick_subset(specs: list[MutantSpec], seed: int, per_kind: int = 1) -> list[MutantSpec]:
-    """A deterministic subset: `per_kind` specs of every mutation kind, drawn with the seed."""
-    kinds: dict[str, list[MutantSpec]] = {}
+def _group(spec: MutantSpec) -> str:
+    """The tensor kind a mutant edits (embed, pos, W_Q, ..., mlp W, mlp b), or scale / structure / prompt."""
+    if spec.truth == "prompt":
+        return "prompt"
+    if spec.kind.startswith("scale"):
+        return "scale"
+    t = spec.target
+    if t in ("embed", "pos", "unembed"):
+        return t
+    if ".heads." in t:
+        return t.rsplit(".", 1)[1]
+    if ".mlp." in t:
+        return "mlp " + t.rsplit(".", 1)[1]
+    return "structure"
+
+
+def quick_subset(specs: list[MutantSpec], seed: int, per_group: int = 2) -> list[MutantSpec]:
+    """A deterministic subset: `per_group` mutants of every tensor kind (and of the scales, the structure and the
+    prompt), drawn with the seed."""
+    groups: dict[str, list[MutantSpec]] = {}
     for s in specs:
-        kinds.setdefault(s.kind, []).append(s)
+        groups.setdefault(_group(s), []).append(s)
     rng = np.random.default_rng(seed)
     out = []
-    for kind, group in kinds.items():
-        pick = sorted(rng.choice(len(group), size=min(per_kind, len(group)), replace=False))
+    for group in groups.values():
+        pick = sorted(rng.choice(len(group), size=min(per_group, len(group)), replace=False))
         out += [group[i] for i in pick]
     return out
 
