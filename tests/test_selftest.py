@@ -169,3 +169,23 @@ def test_selftest_cli_bad_json_path_is_usage_error(capsys):
 
     assert main(["selftest", "--quick", "--json", "/nonexistent-dir/x.json"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_verify_weights_certifies_the_real_construction(tmp_path, capsys):
+    from verify.cli import main
+
+    d = tmp_path / "w"
+    assert main(["build", "theorem2", "--map", "reverse", "--out", str(d)]) == 0
+    code = main(["verify", "--weights", str(d), "--claim", "theorem2"])
+    out = capsys.readouterr().out
+    assert code == 0 and "CERTIFIED" in out and "hardmax" not in out  # construction-only lemmas do not apply
+
+
+def test_weights_without_the_claims_labels_are_bad_input(tmp_path, capsys):
+    from verify.cli import main
+
+    d = tmp_path / "w"
+    assert main(["build", "theorem2", "--map", "identity", "--out", str(d)]) == 0
+    code = main(["verify", "--weights", str(d), "--claim", "theorem1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no residual-stream block 'target'" in err and err.count("\n") == 1
