@@ -83,7 +83,8 @@ def test_plain_reader_agrees_with_generate_on_every_input(bases, claim, dtype):
 
 def _compare(m64, model, claim, params, dtype):
     m = m64.astype(dtype)
-    steps = {"theorem1": params.get("N"), "long_response": params.get("R"), "conditional": params.get("R")}.get(claim) or 1
+    steps = {"theorem1": params.get("N"), "long_response": params.get("R"),
+             "conditional": params.get("R")}.get(claim) or 1
     n = 0
     for soft, prompt, _ in claim_cases(claim, params, m64):
         toks, margins = greedy(m, soft.astype(dtype), prompt, steps)
@@ -122,7 +123,7 @@ def test_mutants_cover_every_tensor_bias_and_head(bases, claim):
     specs = specs_for(parts, claim)
     assert len(specs) >= 100
     names = {s.target for s in specs}
-    for tensor, entry in parts.config["tensors"].items():
+    for tensor in parts.config["tensors"]:
         assert tensor in names
         a = parts.tensors[tensor]
         for op in TENSOR_OPS:  # present unless the edit would leave the tensor as it is

@@ -61,7 +61,9 @@ class PlainModel:
 
     def astype(self, dtype: Any) -> "PlainModel":
         """The same model with every array (and every scale) cast once to `dtype`."""
-        c = lambda a: None if a is None else np.asarray(a, dtype=dtype)  # noqa: E731
+        def c(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else np.asarray(a, dtype=dtype)
+
         layers = [PlainLayer([PlainHead(c(h.W_Q), c(h.W_K), c(h.W_V), c(h.W_O), dtype(h.scale)) for h in L.heads],
                              L.causal, L.attn_residual, L.mlp_residual,
                              None if L.ln is None else (c(L.ln[0]), c(L.ln[1]), dtype(L.ln[2])),

@@ -7,8 +7,10 @@ claims' encodings as docs/constructions.md states them:
 |---|---|---|
 | theorem1 (V, N) | every target Y in [V]^N | `target:k = Y_k / V` |
 | theorem2 (V) | every map m: [V] -> [V], every user token u | `map:u = m(u) / V` |
-| long_response, multi_token, conditional (V, L, R) | every table T: [V]^L -> [V]^R, every input u | virtual token r: `table:a = T[a, r] / V` |
-| multi_token_packing (V, L) | every map T: [V]^L -> [V], every input u | `pay:a = sum_i T[a D + i] V^-(i+1)`, D = V^(L-1) |
+| long_response, multi_token, conditional (V, L, R) | every table T: [V]^L -> [V]^R, every input u | `table:a = T[a, r]/V` at r |
+| multi_token_packing (V, L) | every map T: [V]^L -> [V], every input u | `pay:a = sum_i T[a D + i] V^-(i+1)` |
+
+with D = V^(L-1).
 
 Here a = index(u) = sum_l u_l V^(L-1-l). Payload values are computed exactly
 (fractions), rounded to float64, then cast to the execution dtype.
@@ -84,7 +86,8 @@ def _payloads(claim: str, m: PlainModel, V: int, L: int, tables: np.ndarray) -> 
     return out
 
 
-def claim_cases(claim: str, params: dict[str, int], m: PlainModel) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def claim_cases(claim: str, params: dict[str, int],
+                m: PlainModel) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Every (virtual tokens (B, R, d), user tokens (B, L), expected (B, R)) of the claim, in chunks."""
     V, L, R = _shape(claim, params)
     if claim == "theorem1":
