@@ -7,7 +7,7 @@ claims' encodings as docs/constructions.md states them:
 |---|---|---|
 | theorem1 (V, N) | every target Y in [V]^N | `target:k = Y_k / V` |
 | theorem2 (V) | every map m: [V] -> [V], every user token u | `map:u = m(u) / V` |
-| long_response, multi_token, conditional (V, L, R) | every table T: [V]^L -> [V]^R, every u | `table:a = T[a,r]/V` (r) |
+| long_response, multi_token, conditional | every table T: [V]^L -> [V]^R, every u | `table:a = T[a,r]/V` (r) |
 | multi_token_packing (V, L) | every map T: [V]^L -> [V], every input u | `pay:a = sum_i T[a D + i] V^-(i+1)` |
 
 with D = V^(L-1).
