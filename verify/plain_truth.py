@@ -165,14 +165,16 @@ def stored_generation(directory: Any, dtype: Any = np.float64) -> np.ndarray | N
 
 def recorded_output(directory: Any) -> np.ndarray | None:
     """What config.json records the stored prompt generates, in the layout of `stored_generation`; None if it
-    records nothing (queries mode stores no table today)."""
+    records nothing usable (queries mode stores no table today; a table must be a list of rows of token ids)."""
     info = read_dir(directory).config.get("prompt", {})
     if "target_tokens" in info:
         return np.array([info["target_tokens"]])
     if "map_tokens" in info:
         return np.array(info["map_tokens"])[:, None]
-    if "table" in info:
-        return np.asarray(info["table"])
+    table = info.get("table")
+    if isinstance(table, list) and table and all(isinstance(r, list) and r and all(isinstance(t, int) for t in r)
+                                                 for r in table) and len({len(r) for r in table}) == 1:
+        return np.array(table)
     return None
 
 

@@ -292,8 +292,13 @@ def run_selftest(claims: Iterable[str] = tuple(CLAIMS), quick: bool = False, see
             base = build_base(claim, root)
             result.controls += _controls(claim, params, base, verifier)
             reference = recorded_output(base)
+            generated = stored_generation(base, np.float64)
             if reference is None:
-                reference = stored_generation(base, np.float64)
+                reference = generated
+            else:
+                result.controls.append(Control(f"{claim}: the unedited stored prompt generates what config.json "
+                                               "records (plain reader)", np.array_equal(generated, reference),
+                                               f"generated {generated.tolist()}, recorded {reference.tolist()}"))
             specs = specs_for(Parts.read(base), claim)
             if quick:
                 specs = quick_subset(specs, seed)
