@@ -6,6 +6,7 @@ Exit status: 0 nothing falsified, 1 something FALSIFIED, 2 bad usage or input
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -49,6 +50,7 @@ def _seed(text: str) -> int:
     return value
 
 
+@functools.lru_cache(maxsize=1)  # built once per process: the self-test runs `main` thousands of times
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="prefixproof", description="Verify constructive proofs about prompting and prefix-tuning "
                 "(Petrov, Torr & Bibi, ICLR 2024).")
@@ -88,8 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
                     help="format(s) to report (repeatable; default: all four)")
     pr.add_argument("--json", metavar="PATH", help="also write the report as JSON")
 
-    st = sub.add_parser("selftest", help="run the verifier against its mutants and print the kill rate")
-    st.add_argument("--quiet", action="store_true", help="only the summary")
+    st = sub.add_parser("selftest", help="run the verifier against mechanical mutants of every lookup claim's "
+                        "weights, judged by an independent exhaustive reader")
+    st.add_argument("--quick", action="store_true", help="a deterministic subset: two mutants of every tensor kind "
+                    "per claim (the default test run uses it)")
+    st.add_argument("--seed", type=_seed, default=0, help="seed for the perturbed entries and the quick subset "
+                    "(default 0)")
+    st.add_argument("--claim", action="append", choices=("theorem1", "theorem2", "long_response", "multi_token",
+                                                         "conditional", "multi_token_packing"),
+                    help="restrict to this claim (repeatable; default all six)")
+    st.add_argument("--workers", type=_positive, help="processes (default: 2 for the full run, 1 with --quick)")
+    st.add_argument("--json", metavar="PATH", help="also write every mutant's truth and verdict as JSON")
+    st.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
     xc = sub.add_parser("crosscheck", help="cross-check against PyTorch, Hugging Face GPT-2, PEFT and MiniLM "
                         "(needs the torch extra)")

@@ -191,9 +191,17 @@ def cmd_precision(args: argparse.Namespace) -> int:
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
-    """Exit 0 only when every mutant is FALSIFIED or UNKNOWN and every control behaves."""
-    from verify.selftest import run_selftest, summary
+    """Exit 0 only when no truly broken mutant passes and every control behaves; 1 otherwise."""
+    import json
+    from pathlib import Path
 
-    outcomes = run_selftest((lambda s: None) if args.quiet else (lambda s: print(s, flush=True)))
-    print(summary(outcomes))
-    return 0 if all(o.ok for o in outcomes) else 1
+    from verify.selftest import CLAIMS, render, run_selftest, to_json
+
+    check_writable(args.json)
+    say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    result = run_selftest(args.claim or tuple(CLAIMS), quick=args.quick, seed=args.seed,
+                          workers=args.workers or (1 if args.quick else 2), say=say)
+    print(render(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(to_json(result, args.quick, args.seed), indent=1) + "\n")
+    return 0 if result.ok else 1
