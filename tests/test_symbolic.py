@@ -3,6 +3,7 @@ from dataclasses import replace
 from fractions import Fraction
 
 import numpy as np
+import pytest
 import sympy as sp
 
 from constructions.basis import ExactArray
@@ -23,10 +24,23 @@ def test_lemmas_prove_every_step():
 def test_a_false_step_is_not_proved():
     x = sp.Symbol("x")
     lem = Lemma("t", "s", "x")
-    lem.check("true", _zero(x - x))
+    lem.check("true", _zero((x + 1) ** 2 - x**2 - 2 * x - 1))
     lem.check("false: x = x + 1", _zero(x - (x + 1)))
     lem.check("undecidable sign", sp.Symbol("y", real=True).is_positive)
     assert not lem.proved and lem.failed_steps() == ["false: x = x + 1", "undecidable sign"]
+
+
+def test_vacuous_steps_are_refused():
+    from verify.derivation import VacuousStep
+
+    x = sp.Symbol("x")
+    lem = Lemma("t", "s", "x")
+    with pytest.raises(VacuousStep):
+        _zero(x - x)  # cancels to 0 as it is built
+    with pytest.raises(VacuousStep):
+        lem.identity("x against itself", x + 1, x + 1)
+    with pytest.raises(VacuousStep):
+        lem.chain("c", x).equals("no move", x)
 
 
 def test_scale_rule_is_decided_per_instance():
