@@ -45,6 +45,8 @@ def refuse_vacuous(text: str, lhs: sp.Expr, rhs: sp.Expr) -> None:
     lhs, rhs = sp.sympify(lhs), sp.sympify(rhs)
     if lhs == rhs:
         raise VacuousStep(f"step '{text}': both sides are the same expression ({lhs}); a step must move the derivation")
+    if lhs.is_Matrix != rhs.is_Matrix:  # a 1x1 matrix expression against a scalar: only structure to compare
+        return
     if sp.sympify(lhs - rhs) == 0:
         raise VacuousStep(f"step '{text}': its difference is 0 before simplification ({lhs} vs {rhs}); it proves nothing")
 
@@ -187,6 +189,8 @@ class Chain:
         proved = self.lemma.has_fact(fact)
         if fact.rel == "=":
             new = self.current.xreplace({fact.lhs: fact.rhs})
+            if new == self.current:  # a product inside a longer product is not one subtree: match algebraically
+                new = self.current.subs(fact.lhs, fact.rhs)
             return self._record(f"= {text} [{fact.text}]", "=", new, proved and new != self.current)
         z = _domain_symbol(fact.lhs, fact.rhs)
         body = self.current.xreplace({fact.lhs: z})

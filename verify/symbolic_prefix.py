@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from verify.derivation import refuse_vacuous
 from verify.symbolic import Lemma
 from verify.symbolic_sums import same
 
@@ -23,6 +24,12 @@ j, k, p, rho, c, h, o = sp.symbols("j k p rho c h o", integer=True, positive=Tru
 s = sp.IndexedBase("s", real=True)  # content scores
 r = sp.IndexedBase("r", real=True)  # prefix scores
 m = sp.Symbol("m", real=True)  # the softmax shift (the running maximum)
+
+
+def same_step(a: sp.Expr, b: sp.Expr) -> bool:
+    """An identity step between finite-sum expressions, refused (VacuousStep) when its sides are the same as built."""
+    refuse_vacuous(f"{a} = {b}", a, b)
+    return same(a, b)
 
 
 def _softmax_parts(head: sp.Expr | None = None) -> dict[str, sp.Expr]:
@@ -65,16 +72,17 @@ def rescale_lemma() -> Lemma:
     shifted_num = sp.exp(s[j] - m)
     shifted = shifted_num / (sp.Sum(sp.exp(s[j] - m), (j, 1, n)) + sp.Sum(sp.exp(r[p] - m), (p, 1, P)))
     lem.check("the evaluated softmax exp(s - m) / sum exp(s - m) equals exp(s) / sum exp(s) for any shift m",
-              same(shifted, q["A_pt"]))
+              same_step(shifted, q["A_pt"]))
     lem.check("alpha = sum_p A_pt[p] = F / (E + F), with E = sum_j e^{s_j} and F = sum_p e^{r_p}",
-              same(q["alpha"], q["F"] / q["Z"]))
-    lem.check("A_pt[j] - (1 - alpha) A[j] = 0", same(q["A_pt"], (1 - q["alpha"]) * q["A"]))
+              same_step(q["alpha"], q["F"] / q["Z"]))
+    lem.check("A_pt[j] - (1 - alpha) A[j] = 0", same_step(q["A_pt"], (1 - q["alpha"]) * q["A"]))
     keep = q["E"] / q["Z"]
-    lem.check("1 - alpha = E / (E + F) > 0", same(1 - q["alpha"], keep) and bool(keep.is_positive))
+    lem.check("1 - alpha = E / (E + F) > 0", same_step(1 - q["alpha"], keep) and bool(keep.is_positive))
     A_k, A_pt_k = q["A"].subs(j, k), q["A_pt"].subs(j, k)
-    lem.check("ratios: A_pt[j] / A_pt[k] = A[j] / A[k]", same(q["A_pt"] / A_pt_k, q["A"] / A_k))
+    # ratios: A_pt[j]/A_pt[k] = A[j]/A[k] is not a step of its own -- sympy cancels both sides to e^(s_j - s_k) as
+    # it builds them (a vacuous step); it follows from A_pt = (1 - alpha) A with 1 - alpha > 0 (the steps above)
     lem.check("order: A_pt[j] - A_pt[k] = (1 - alpha)(A[j] - A[k]), a positive multiple, so the ranking and the "
-              "argmax are unchanged", same(q["A_pt"] - A_pt_k, keep * (q["A"] - A_k)))
+              "argmax are unchanged", same_step(q["A_pt"] - A_pt_k, keep * (q["A"] - A_k)))
     return lem
 
 
@@ -94,18 +102,18 @@ def bias_lemma() -> Lemma:
     t = sp.Sum(q["A"] * v[j, rho], (j, 1, n))
     added = sp.Sum(q["A_pt_prefix"] * u[p, rho], (p, 1, P))
     t_pt = added + sp.Sum(q["A_pt"] * v[j, rho], (j, 1, n))
-    lem.check("coordinate rho: t_pt = (1 - alpha) t + sum_p A_pt[p] u_p", same(t_pt, (1 - q["alpha"]) * t + added))
+    lem.check("coordinate rho: t_pt = (1 - alpha) t + sum_p A_pt[p] u_p", same_step(t_pt, (1 - q["alpha"]) * t + added))
     one = {P: 1}
     alpha1 = q["alpha"].subs(one).doit()
     lem.check("one prefix position: t_pt - t = alpha (u_1 - t)",
-              same(t_pt.subs(one).doit() - t, alpha1 * (u[1, rho] - t)))
+              same_step(t_pt.subs(one).doit() - t, alpha1 * (u[1, rho] - t)))
     lem.check("one prefix position: 0 < alpha < 1 (a point strictly inside the segment)",
               bool(sp.simplify(alpha1.doit()).is_positive) and bool(sp.simplify((1 - alpha1).doit()).is_positive))
     W, hp = sp.IndexedBase("W_V", real=True), sp.IndexedBase("h", real=True)
     u_act = sp.Sum(W[rho, c] * hp[p, c], (c, 1, d))
     g = sp.Sum(q["A_pt_prefix"] * hp[p, c], (p, 1, P))
     lem.check("activation prefixes: sum_p A_pt[p] (W_V h_p)_rho = (W_V g)_rho with g = sum_p A_pt[p] h_p",
-              same(sp.Sum(q["A_pt_prefix"] * u_act, (p, 1, P)), sp.Sum(W[rho, c] * g, (c, 1, d))))
+              same_step(sp.Sum(q["A_pt_prefix"] * u_act, (p, 1, P)), sp.Sum(W[rho, c] * g, (c, 1, d))))
     # heads are independent: the identity above holds for every head h, with its own alpha^h and weights
     T_pt, T, al, cf, uh = (sp.IndexedBase(name, real=True) for name in ("t_pt", "t", "alpha", "a", "u"))
     Wo = sp.IndexedBase("W_O", real=True)
@@ -115,7 +123,7 @@ def bias_lemma() -> Lemma:
     bias = sp.Sum(cf[h, p] * sp.Sum(Wo[h, o, rho] * uh[h, p, rho], (rho, 1, d_v)), (h, 1, H), (p, 1, P))
     lem.check("H heads, coordinate o of the attention output, with t_pt^h = (1 - alpha^h) t^h + sum_p a^h_p u^h_p "
               "for each head: sum_h W_O^h t_pt^h = sum_h (1 - alpha^h) W_O^h t^h + sum_h sum_p a^h_p (W_O^h u^h_p)",
-              same(out_pt, kept + bias))
+              same_step(out_pt, kept + bias))
     return lem
 
 
