@@ -163,6 +163,29 @@ class Chain:
             return self
         return self.at_most(text, goal) if rel == "<=" else self.at_least(text, goal)
 
+    def split_shift(self, text: str, index: sp.Symbol, at: sp.Expr) -> "Chain":
+        """Every sum over index = 0..hi becomes sum 0..at-1 plus the sum of the shifted term over 0..hi-at
+        (finite sums; valid when 0 <= at <= hi + 1, which sympy must decide)."""
+        sums = [t for t in self.current.atoms(sp.Sum) if len(t.limits) == 1 and t.limits[0][0] == index
+                and t.limits[0][1] == 0]
+        ok = bool(sums)
+        mapping = {}
+        for t in sums:
+            _, _, hi = t.limits[0]
+            ok = ok and _sign(at) is True and _sign(hi + 1 - at) is True
+            mapping[t] = (sp.Sum(t.function, (index, 0, at - 1))
+                          + sp.Sum(t.function.xreplace({index: index + at}), (index, 0, hi - at)))
+        return self._record(f"= {text} (finite sums: split at {at}, shift by {at})", "=",
+                            self.current.xreplace(mapping), ok)
+
+    def use_forall(self, text: str, fact: Fact, var: sp.Symbol) -> "Chain":
+        """A proved equation lhs(var) = rhs(var), universal in var, applied at every instance in the expression."""
+        w = sp.Wild("w")
+        pattern, image = fact.lhs.xreplace({var: w}), fact.rhs.xreplace({var: w})
+        new = self.current.replace(pattern, image)
+        ok = (fact.rel == "=" and var in fact.forall and self.lemma.has_fact(fact) and new != self.current)
+        return self._record(f"= {text} [{fact.text}]", "=", new, ok)
+
     def relu_zero(self, text: str, fact: Fact) -> "Chain":
         """An occurrence max(0, u) becomes 0 from a proved fact u <= 0."""
         occ = sp.Max(0, fact.lhs)

@@ -127,37 +127,8 @@ def bias_lemma() -> Lemma:
     return lem
 
 
-def soft_prefix_lemma() -> Lemma:
-    lem = Lemma(
-        "soft-is-prefix",
-        "a soft prompt of k vectors before n content tokens gives, at every content position, the same outputs as "
-        "the prefixes s^l_m = X^l[m] (the soft run's layer-l inputs at the virtual positions m < k) on the model "
-        "whose positional table is shifted by k (P'[j] = P[k + j]); by induction over layers: equal content "
-        "inputs, the same visible keys and values in the same order, hence equal attention, and the MLP and "
-        "residuals act position by position. With causal attention a virtual position sees only virtual "
-        "positions, so the prefixes do not depend on the content: one fixed prefix per soft prompt",
-        "k, n, the position indices and every weight symbolic; any number of layers and heads with causal "
-        "attention (the paper's setting) and any padding mask over the content; without a causal mask the "
-        "equality still holds per input, but beyond layer 1 the prefix then depends on the content",
-    )
-    kk = sp.Symbol("k", integer=True, positive=True)
-    i, jj, a = sp.symbols("i j a", integer=True, nonnegative=True)
-    E_tok, Pos, Pos2 = sp.IndexedBase("E"), sp.IndexedBase("P"), sp.IndexedBase("P_shifted")
-    tok = sp.Symbol("t_j")
-    x_soft = E_tok[tok] + Pos[kk + jj]
-    x_prefix = (E_tok[tok] + Pos2[jj]).subs(Pos2[jj], Pos[kk + jj])
-    lem.check("content input: E[t_j] + P[k + j] equals E[t_j] + P'[j] with P'[j] = P[k + j]", x_soft == x_prefix)
-    lem.check("a content query at position k + i sees every virtual key m = k - 1 - a (a >= 0): (k + i) - m > 0",
-              bool(((kk + i) - (kk - 1 - a)).is_positive))
-    lem.check("content key k + j is visible to content query k + i iff j <= i: (k + i) - (k + j) = i - j",
-              sp.simplify((kk + i) - (kk + jj) - (i - jj)) == 0)
-    lem.check("causal: a virtual query m = k - 1 - a sees no content key k + j, since (k + j) - m > 0: its activations "
-              "and so the prefixes are the same for every content", bool(((kk + jj) - (kk - 1 - a)).is_positive))
-    W_K, W_V = sp.IndexedBase("W_K", real=True), sp.IndexedBase("W_V", real=True)
-    X_m, s_m = sp.symbols("X_m s_m")  # the layer input at virtual position m, and an activation prefix
-    LN = sp.Function("LN")  # coordinate c of the layer's pre-LayerNorm (the identity when it has none)
-    def kv(x):
-        return (sp.Sum(W_K[rho, c] * LN(c, x), (c, 1, d)), sp.Sum(W_V[rho, c] * LN(c, x), (c, 1, d)))
-    lem.check("virtual position m at layer l contributes key and value coordinates sum_c W[rho,c] LN(X_m)_c: those "
-              "of the activation prefix s_m = X_m", kv(X_m) == tuple(e.subs(s_m, X_m) for e in kv(s_m)))
-    return lem
+def soft_prefix_lemma(**definitions) -> Lemma:
+    """The layer-by-layer induction (verify/symbolic_soft.py); keyword arguments inject definitions."""
+    from verify.symbolic_soft import soft_prefix_lemma as derive
+
+    return derive(**definitions)
