@@ -24,6 +24,7 @@ the instance check.
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import lru_cache
 from typing import Callable
 
 import sympy as sp
@@ -51,12 +52,19 @@ def relu_select(fetched: sp.Expr, pointers: sp.Expr, count: sp.Expr) -> sp.Expr:
 
 def decode_margin(v: sp.Expr, err: sp.Expr) -> sp.Expr:
     """The margin the decode lemma proves at distance err from the grid point (its conclusion, not a copy)."""
-    from verify.symbolic_decode import V as dV, a as da, decode_lemma
+    from verify.symbolic_decode import V as dV, a as da
+
+    return _proved_decode_margin().xreplace({dV: v, da: err})
+
+
+@lru_cache(maxsize=1)
+def _proved_decode_margin() -> sp.Expr:
+    from verify.symbolic_decode import decode_lemma
 
     proved = decode_lemma()
     if not proved.proved:
         raise ValueError("the decode lemma does not prove; the leakage lemma has no margin to use")
-    return proved.results["margin"].xreplace({dV: v, da: err})
+    return proved.results["margin"]
 
 
 def leakage_lemma(softmax: Callable = softmax_weight, select: Callable = relu_select,

@@ -13,6 +13,8 @@ the finite-sum rules of `canon`.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import sympy as sp
 
 from verify.derivation import refuse_vacuous
@@ -47,7 +49,18 @@ def _softmax_parts(head: sp.Expr | None = None) -> dict[str, sp.Expr]:
     return {"E": E, "F": F, "Z": Z, "A": A, "A_pt": A_pt, "A_pt_prefix": A_pt_prefix, "alpha": alpha}
 
 
-def rescale_lemma() -> Lemma:
+def _content_score(sigma, W_Q, W_K, x_i, x_j, prefix):
+    return sigma * (W_Q * x_i).T * (W_K * x_j)
+
+
+def _shifted_softmax(shift):
+    return sp.exp(s[j] - shift) / (sp.Sum(sp.exp(s[j] - shift), (j, 1, n)) + sp.Sum(sp.exp(r[p] - shift), (p, 1, P)))
+
+
+def rescale_lemma(parts: Callable = _softmax_parts, factor: Callable = lambda q: 1 - q["alpha"],
+                  alpha_form: Callable = lambda q: q["F"] / q["Z"], keep_form: Callable = lambda q: q["E"] / q["Z"],
+                  content_score: Callable = _content_score, shifted_softmax: Callable = _shifted_softmax) -> Lemma:
+    """Every definition and claimed form is an argument (injection points for the mutation tests)."""
     lem = Lemma(
         "rescale-lemma",
         "at every content query i, with n visible content keys and P prefix keys: "
@@ -64,20 +77,23 @@ def rescale_lemma() -> Lemma:
     x_i, x_j, s_p = sp.MatrixSymbol("x_i", d, 1), sp.MatrixSymbol("x_j", d, 1), sp.MatrixSymbol("s_p", d, 1)
     k_raw = sp.MatrixSymbol("k_p", dk, 1)
     sigma = sp.Symbol("sigma", real=True)
-    content_score = sigma * (W_Q * x_i).T * (W_K * x_j)
+    score = content_score(sigma, W_Q, W_K, x_i, x_j, s_p)
     lem.check("the content score sigma <W_Q x_i, W_K x_j> contains no prefix symbol (s_p, k_p): it is the same with "
               "and without the prefix, given the same layer input",
-              not ({s_p, k_raw} & content_score.free_symbols))
-    q = _softmax_parts()
-    shifted_num = sp.exp(s[j] - m)
-    shifted = shifted_num / (sp.Sum(sp.exp(s[j] - m), (j, 1, n)) + sp.Sum(sp.exp(r[p] - m), (p, 1, P)))
+              not ({s_p, k_raw} & score.free_symbols))
+    q = parts()
+    shifted = shifted_softmax(m)
     lem.check("the evaluated softmax exp(s - m) / sum exp(s - m) equals exp(s) / sum exp(s) for any shift m",
               same_step(shifted, q["A_pt"]))
     lem.check("alpha = sum_p A_pt[p] = F / (E + F), with E = sum_j e^{s_j} and F = sum_p e^{r_p}",
-              same_step(q["alpha"], q["F"] / q["Z"]))
-    lem.check("A_pt[j] - (1 - alpha) A[j] = 0", same_step(q["A_pt"], (1 - q["alpha"]) * q["A"]))
-    keep = q["E"] / q["Z"]
-    lem.check("1 - alpha = E / (E + F) > 0", same_step(1 - q["alpha"], keep) and bool(keep.is_positive))
+              same_step(q["alpha"], alpha_form(q)))
+    c = lem.chain("rescale", q["A_pt"])
+    c.equals("(1 - alpha) A[j]", factor(q) * q["A"])
+    c.conclude("A_pt[j] = (1 - alpha) A[j]", (j,))
+    keep = keep_form(q)
+    c = lem.chain("keep", factor(q))
+    c.equals("E / (E + F)", keep)
+    lem.check("1 - alpha = E / (E + F) > 0", c.ok and bool(keep.is_positive))
     A_k, A_pt_k = q["A"].subs(j, k), q["A_pt"].subs(j, k)
     # ratios: A_pt[j]/A_pt[k] = A[j]/A[k] is not a step of its own -- sympy cancels both sides to e^(s_j - s_k) as
     # it builds them (a vacuous step); it follows from A_pt = (1 - alpha) A with 1 - alpha > 0 (the steps above)
@@ -86,7 +102,12 @@ def rescale_lemma() -> Lemma:
     return lem
 
 
-def bias_lemma() -> Lemma:
+def bias_lemma(parts: Callable = _softmax_parts,
+               claimed: Callable = lambda q, t, added: (1 - q["alpha"]) * t + added,
+               claimed_one: Callable = lambda alpha1, u1, t: alpha1 * (u1 - t),
+               activation_g: Callable = lambda q, hp: sp.Sum(q["A_pt_prefix"] * hp[p, c], (p, 1, P)),
+               head_keep: Callable = lambda al: 1 - al[h]) -> Lemma:
+    """Every definition and claimed form is an argument (injection points for the mutation tests)."""
     lem = Lemma(
         "bias-lemma",
         "t_pt[i] = (1 - alpha_i) t[i] + sum_p A_pt[i,p] v_p; with one prefix position t_pt[i] - t[i] = "
@@ -97,21 +118,21 @@ def bias_lemma() -> Lemma:
         "n, P, the value width d_v, the input width d, the number of heads H and every score, value and weight "
         "symbolic (coordinates rho, c, o arbitrary); per query, for any mask, layer and pre-LayerNorm",
     )
-    q = _softmax_parts()
+    q = parts()
     u, v = sp.IndexedBase("u", real=True), sp.IndexedBase("v", real=True)  # prefix and content values
     t = sp.Sum(q["A"] * v[j, rho], (j, 1, n))
     added = sp.Sum(q["A_pt_prefix"] * u[p, rho], (p, 1, P))
     t_pt = added + sp.Sum(q["A_pt"] * v[j, rho], (j, 1, n))
-    lem.check("coordinate rho: t_pt = (1 - alpha) t + sum_p A_pt[p] u_p", same_step(t_pt, (1 - q["alpha"]) * t + added))
+    lem.check("coordinate rho: t_pt = (1 - alpha) t + sum_p A_pt[p] u_p", same_step(t_pt, claimed(q, t, added)))
     one = {P: 1}
     alpha1 = q["alpha"].subs(one).doit()
     lem.check("one prefix position: t_pt - t = alpha (u_1 - t)",
-              same_step(t_pt.subs(one).doit() - t, alpha1 * (u[1, rho] - t)))
+              same_step(t_pt.subs(one).doit() - t, claimed_one(alpha1, u[1, rho], t)))
     lem.check("one prefix position: 0 < alpha < 1 (a point strictly inside the segment)",
               bool(sp.simplify(alpha1.doit()).is_positive) and bool(sp.simplify((1 - alpha1).doit()).is_positive))
     W, hp = sp.IndexedBase("W_V", real=True), sp.IndexedBase("h", real=True)
     u_act = sp.Sum(W[rho, c] * hp[p, c], (c, 1, d))
-    g = sp.Sum(q["A_pt_prefix"] * hp[p, c], (p, 1, P))
+    g = activation_g(q, hp)
     lem.check("activation prefixes: sum_p A_pt[p] (W_V h_p)_rho = (W_V g)_rho with g = sum_p A_pt[p] h_p",
               same_step(sp.Sum(q["A_pt_prefix"] * u_act, (p, 1, P)), sp.Sum(W[rho, c] * g, (c, 1, d))))
     # heads are independent: the identity above holds for every head h, with its own alpha^h and weights
@@ -119,7 +140,7 @@ def bias_lemma() -> Lemma:
     Wo = sp.IndexedBase("W_O", real=True)
     head_identity = (1 - al[h]) * T[h, rho] + sp.Sum(cf[h, p] * uh[h, p, rho], (p, 1, P))
     out_pt = sp.Sum(Wo[h, o, rho] * head_identity, (h, 1, H), (rho, 1, d_v))
-    kept = sp.Sum((1 - al[h]) * Wo[h, o, rho] * T[h, rho], (h, 1, H), (rho, 1, d_v))
+    kept = sp.Sum(head_keep(al) * Wo[h, o, rho] * T[h, rho], (h, 1, H), (rho, 1, d_v))
     bias = sp.Sum(cf[h, p] * sp.Sum(Wo[h, o, rho] * uh[h, p, rho], (rho, 1, d_v)), (h, 1, H), (p, 1, P))
     lem.check("H heads, coordinate o of the attention output, with t_pt^h = (1 - alpha^h) t^h + sum_p a^h_p u^h_p "
               "for each head: sum_h W_O^h t_pt^h = sum_h (1 - alpha^h) W_O^h t^h + sum_h sum_p a^h_p (W_O^h u^h_p)",

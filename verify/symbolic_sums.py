@@ -69,5 +69,17 @@ def _refuse_capture(inner: Sum, limits: list, others: list) -> None:
 
 
 def same(a: sp.Expr, b: sp.Expr) -> bool:
-    """a == b as an identity of finite sums (see module docstring)."""
-    return sp.simplify(canon(a) - canon(b)) == 0
+    """a == b as an identity of finite sums (see module docstring).
+
+    After `canon`, every sum is in normal form, so the sums are compared as opaque atoms: each distinct sum
+    becomes a fresh symbol and sympy decides the remaining algebraic identity. Sums that are equal but not
+    identical in normal form are then reported unequal (a refusal to prove, never a false pass); this also
+    keeps sympy's own sum simplifier, which can recurse without end on false identities, out of the check.
+    """
+    d = canon(a) - canon(b)
+    atoms = sorted(d.atoms(Sum), key=sp.default_sort_key)
+    d = d.xreplace({t: sp.Dummy(f"sum{i}") for i, t in enumerate(atoms)})
+    try:
+        return sp.cancel(sp.together(d)) == 0 or sp.simplify(d) == 0
+    except RecursionError:
+        return False
