@@ -166,3 +166,23 @@ def test_index_capture_is_refused():
         same(sp.Sum(a[k] * sp.Sum(b[k], (k, 1, n_)), (j, 1, n_)), sp.Sum(a[k] * b[k], (j, 1, n_), (k, 1, n_)))
     renamed = sp.Sum(a[j] * sp.Sum(b[k], (k, 1, n_)), (j, 1, n_))  # distinct names still merge
     assert same(renamed, sp.Sum(sp.Sum(a[j] * b[k], (j, 1, n_)), (k, 1, n_)))
+
+
+def test_construction_scales_follow_the_derived_rule():
+    """The constructions' scales (constructions/scales.py) meet the rule the leakage lemma derives, and the
+    formula there is the lemma's own threshold; one grid step lower fails."""
+    from constructions.conditional import Conditional
+    from constructions.scales import SCALE_GRID, leakage_threshold, lookup_scale
+    from constructions.theorem1 import Theorem1
+    from constructions.theorem2 import Theorem2
+
+    lem = leakage_lemma()
+    for V, m, L in [(2, 1, 1), (4, 2, 1), (95, 19, 1), (7, 5, 2), (10, 3, 3), (32000, 1023, 1)]:
+        assert sl.threshold_at(lem, V, m, L) == leakage_threshold(V, m, L)
+        scale = lookup_scale(V, m, L)
+        assert sl.scale_meets_rule(V, m, scale, L, lem)
+        assert not sl.scale_meets_rule(V, m, scale - 1 / SCALE_GRID, L, lem)
+    for c, m, L in [(Theorem1(11, 6), 5, 1), (Theorem2(9), 1, 1)]:
+        assert sl.scale_meets_rule(c.V, m, c.scale, L, lem)
+    c = Conditional(5, L=2, R=3)
+    assert sl.scale_meets_rule(c.V, c.competitors, c.scale, c.L, lem)

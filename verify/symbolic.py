@@ -61,18 +61,30 @@ def _zero(expr: sp.Expr) -> bool:
     return nonvacuous_zero(str(expr), expr)
 
 
+_DEFAULT: dict = {}
+
+
+def _built(derive, definitions: dict) -> Lemma:
+    """The lemma with the given definitions; the unmutated one is derived once per process (it is deterministic)."""
+    if definitions:
+        return derive(**definitions)
+    if derive not in _DEFAULT:
+        _DEFAULT[derive] = derive()
+    return _DEFAULT[derive]
+
+
 def decode_lemma(**definitions) -> Lemma:
     """The chained nearest-grid decode lemma (verify/symbolic_decode.py); keyword arguments inject definitions."""
     from verify.symbolic_decode import decode_lemma as derive
 
-    return derive(**definitions)
+    return _built(derive, definitions)
 
 
 def leakage_lemma(**definitions) -> Lemma:
     """The chained leakage derivation (verify/symbolic_leakage.py); keyword arguments inject definitions."""
     from verify.symbolic_leakage import leakage_lemma as derive
 
-    return derive(**definitions)
+    return _built(derive, definitions)
 
 
 def scale_meets_rule(V: int, m: int, sigma: float, pointers: int = 1, lemma: Lemma | None = None) -> bool:
@@ -86,4 +98,4 @@ def packing_lemma(**definitions) -> Lemma:
     """The chained packing lemmas (verify/symbolic_packing.py); keyword arguments inject definitions."""
     from verify.symbolic_packing import packing_lemma as derive
 
-    return derive(**definitions)
+    return _built(derive, definitions)
