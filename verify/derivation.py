@@ -93,11 +93,12 @@ def _sign(e: sp.Expr, given: tuple[Fact, ...] = ()) -> bool | None:
         if isinstance(f.lhs, sp.Symbol) and f.rel in ("<=", ">="):
             w = sp.Dummy("w", nonnegative=True)
             e = e.xreplace({f.lhs: f.rhs - w if f.rel == "<=" else f.rhs + w})
-    e = sp.factor(sp.simplify(e))
-    if e.is_nonnegative:
-        return True
-    if e.is_nonpositive:
-        return False
+    for form in (lambda x: x, lambda x: sp.factor(sp.together(x)), lambda x: sp.factor(sp.simplify(x))):
+        f = form(e)  # cheapest form first; each is the same value, so any decided sign is the sign of e
+        if f.is_nonnegative:
+            return True
+        if f.is_nonpositive:
+            return False
     return None
 
 

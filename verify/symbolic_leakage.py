@@ -159,6 +159,8 @@ def leakage_lemma(softmax: Callable = softmax_weight, select: Callable = relu_se
     up.reach("the target", t + target, "<=")
     upper = up.conclude("x <= t + target")
 
+    _off_coordinates_cut(lem, softmax, select, g_fact, c_le, d_le, one, scale, S)
+
     err = abs_fact(lem, upper, lower, t, "|x - t| <= target")
     mg = lem.chain("margin", margin(V, err.lhs))
     mg.use("the error bound", err)
@@ -169,6 +171,48 @@ def leakage_lemma(softmax: Callable = softmax_weight, select: Callable = relu_se
     lem.results["scale_threshold"] = R
     lem.results["symbols"] = (V, m, L)
     return lem
+
+
+def _off_coordinates_cut(lem: Lemma, softmax: Callable, select: Callable, g_fact, c_le, d_le, one, scale,
+                         S: sp.Expr) -> None:
+    """Every other payload coordinate a is cut to exactly 0 by the ReLU, so the selected value is x alone.
+
+    At coordinate a one pointer head (h = 1) has value 0 at its intended key, the others at most 1, and the
+    payload there is at most (V-1)/V: the ReLU's argument is <= (V-1)/V + 2 m e^-sigma - 1 < 0 under the rule.
+    """
+    ta = sp.Symbol("t_a", nonnegative=True)
+    ta_top = lem.assume("the payload coordinate t_a <= (V-1)/V", ta, "<=", (V - 1) / V)
+    Aj = softmax(s[h, j], h)
+    lk = lem.chain("competitor mass", sp.Sum(Aj, (j, 1, m)))
+    lk.equals("S_h/(1 + S_h)", S / (1 + S))
+    lk.sum_termwise("S_h <= m e^-sigma", g_fact, j)
+    lk.at_most("m e^-sigma", m * sp.exp(-sigma))
+    leak = lk.conclude("sum_j A[h,j] <= m e^-sigma", (h,))
+    A0 = softmax(s[h, 0], h)
+    a1 = lem.chain("intended weight <= 1", A0)
+    a1.at_most("1", sp.Integer(1))
+    a0_top = a1.conclude("A[h,0] <= 1", (h,))
+    at0, at1 = {h: 0}, {h: 1}
+    fetched = A0.xreplace(at0) * ta + sp.Sum((Aj * c[j]).xreplace(at0), (j, 1, m))
+    zero_pointer = sp.Sum((Aj * d[h, j]).xreplace(at1), (j, 1, m))  # value 0 at its intended key
+    others = sp.Sum(A0 + sp.Sum(Aj * d[h, j], (j, 1, m)), (h, 2, L))
+    x_off = select(fetched, zero_pointer + others, L)
+    arg = x_off.args[1] if isinstance(x_off, sp.Max) and x_off.args[0] == 0 else x_off
+    z = lem.chain("off-coordinate argument", arg)
+    z.sum_termwise("other pointers' competitor values <= 1", d_le, j)
+    z.sum_termwise("other pointers' weights sum to 1", one, h)
+    z.sum_termwise("the zero pointer's competitor values <= 1", d_le.at(at1), j)
+    z.use("the zero pointer's competitor mass <= m e^-sigma", leak.at(at1))
+    z.sum_termwise("fetch competitor values <= 1", c_le.at(at0), j)
+    z.use("the fetch head's competitor mass <= m e^-sigma", leak.at(at0))
+    z.use("t_a <= (V-1)/V", ta_top)
+    z.use("A[0,0] <= 1", a0_top.at(at0))
+    z.use("the scale rule", scale)
+    z.reach("0", sp.Integer(0), "<=")
+    cut = z.conclude("the off-coordinate argument <= 0")
+    x = lem.chain("off-coordinate select", x_off)
+    x.relu_zero("the ReLU cuts it", cut)
+    lem.check("every other coordinate selects exactly 0", x.ok and x.current == 0)
 
 
 def _solve_threshold(conclusion: sp.Expr, goal: sp.Expr) -> sp.Expr:
