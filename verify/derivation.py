@@ -179,12 +179,15 @@ class Chain:
         return self._record(f"= {text} (finite sums: split at {at}, shift by {at})", "=",
                             self.current.xreplace(mapping), ok)
 
-    def use_forall(self, text: str, fact: Fact, var: sp.Symbol) -> "Chain":
-        """A proved equation lhs(var) = rhs(var), universal in var, applied at every instance in the expression."""
-        w = sp.Wild("w")
-        pattern, image = fact.lhs.xreplace({var: w}), fact.rhs.xreplace({var: w})
+    def use_forall(self, text: str, fact: Fact, var) -> "Chain":
+        """A proved equation lhs(var) = rhs(var), universal in var (a symbol or a tuple of symbols), applied at
+        every instance in the expression."""
+        vs = tuple(var) if isinstance(var, (tuple, list)) else (var,)
+        wild = {v: sp.Wild(f"w_{v}") for v in vs}
+        pattern, image = fact.lhs.xreplace(wild), fact.rhs.xreplace(wild)
         new = self.current.replace(pattern, image)
-        ok = (fact.rel == "=" and var in fact.forall and self.lemma.has_fact(fact) and new != self.current)
+        ok = (fact.rel == "=" and all(v in fact.forall for v in vs) and self.lemma.has_fact(fact)
+              and new != self.current)
         return self._record(f"= {text} [{fact.text}]", "=", new, ok)
 
     def relu_zero(self, text: str, fact: Fact) -> "Chain":

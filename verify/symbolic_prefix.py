@@ -23,6 +23,7 @@ from verify.symbolic_sums import same
 
 n, P, H, d, d_v = sp.symbols("n P H d d_v", integer=True, positive=True)
 j, k, p, rho, c, h, o = sp.symbols("j k p rho c h o", integer=True, positive=True)
+c_ = c  # the input coordinate of W_V (named c_ where a local chain is called c)
 s = sp.IndexedBase("s", real=True)  # content scores
 r = sp.IndexedBase("r", real=True)  # prefix scores
 m = sp.Symbol("m", real=True)  # the softmax shift (the running maximum)
@@ -83,29 +84,34 @@ def rescale_lemma(parts: Callable = _softmax_parts, factor: Callable = lambda q:
               not ({s_p, k_raw} & score.free_symbols))
     q = parts()
     shifted = shifted_softmax(m)
-    lem.check("the evaluated softmax exp(s - m) / sum exp(s - m) equals exp(s) / sum exp(s) for any shift m",
-              same_step(shifted, q["A_pt"]))
-    lem.check("alpha = sum_p A_pt[p] = F / (E + F), with E = sum_j e^{s_j} and F = sum_p e^{r_p}",
-              same_step(q["alpha"], alpha_form(q)))
-    c = lem.chain("rescale", q["A_pt"])
-    c.equals("(1 - alpha) A[j]", factor(q) * q["A"])
-    c.conclude("A_pt[j] = (1 - alpha) A[j]", (j,))
-    keep = keep_form(q)
+    c = lem.chain("alpha", q["alpha"])
+    c.equals("F / (E + F), with E = sum_j e^{s_j} and F = sum_p e^{r_p}", alpha_form(q))
+    alpha_fact = c.conclude("alpha = F / (E + F)")
     c = lem.chain("keep", factor(q))
-    c.equals("E / (E + F)", keep)
-    lem.check("1 - alpha = E / (E + F) > 0", c.ok and bool(keep.is_positive))
-    A_k, A_pt_k = q["A"].subs(j, k), q["A_pt"].subs(j, k)
+    c.use("alpha = F / (E + F)", alpha_fact)
+    c.equals("E / (E + F)", keep_form(q))
+    keep_fact = c.conclude("1 - alpha = E / (E + F)")
+    lem.check("1 - alpha = E / (E + F) > 0", c.ok and bool(keep_fact.rhs.is_positive))
+    c = lem.chain("rescale", shifted)
+    c.equals("the evaluated softmax exp(s - m) / sum exp(s - m) is exp(s) / sum exp(s) for any shift m", q["A_pt"])
+    c.equals("(1 - alpha) A[j]", factor(q) * q["A"])
+    c.use("1 - alpha = E / (E + F)", keep_fact)
+    lem.check("rescale: A_pt[j] = (1 - alpha) A[j] with 1 - alpha = E/(E + F)", c.ok and c.current == keep_fact.rhs * q["A"])
+    rescale = c.conclude("A_pt[j] = (1 - alpha) A[j]", (j,))
     # ratios: A_pt[j]/A_pt[k] = A[j]/A[k] is not a step of its own -- sympy cancels both sides to e^(s_j - s_k) as
     # it builds them (a vacuous step); it follows from A_pt = (1 - alpha) A with 1 - alpha > 0 (the steps above)
-    lem.check("order: A_pt[j] - A_pt[k] = (1 - alpha)(A[j] - A[k]), a positive multiple, so the ranking and the "
-              "argmax are unchanged", same_step(q["A_pt"] - A_pt_k, keep * (q["A"] - A_k)))
+    A_k = q["A"].subs(j, k)
+    c = lem.chain("order", rescale.rhs - rescale.rhs.subs(j, k))
+    c.equals("(1 - alpha)(A[j] - A[k]), a positive multiple, so the ranking and the argmax are unchanged",
+             keep_fact.rhs * (q["A"] - A_k))
+    c.conclude("A_pt[j] - A_pt[k] = (1 - alpha)(A[j] - A[k])")
     return lem
 
 
 def bias_lemma(parts: Callable = _softmax_parts,
                claimed: Callable = lambda q, t, added: (1 - q["alpha"]) * t + added,
                claimed_one: Callable = lambda alpha1, u1, t: alpha1 * (u1 - t),
-               activation_g: Callable = lambda q, hp: sp.Sum(q["A_pt_prefix"] * hp[p, c], (p, 1, P)),
+               activation_g: Callable = lambda q, hp: sp.Sum(q["A_pt_prefix"] * hp[p, c_], (p, 1, P)),
                head_keep: Callable = lambda al: 1 - al[h]) -> Lemma:
     """Every definition and claimed form is an argument (injection points for the mutation tests)."""
     lem = Lemma(
@@ -123,28 +129,36 @@ def bias_lemma(parts: Callable = _softmax_parts,
     t = sp.Sum(q["A"] * v[j, rho], (j, 1, n))
     added = sp.Sum(q["A_pt_prefix"] * u[p, rho], (p, 1, P))
     t_pt = added + sp.Sum(q["A_pt"] * v[j, rho], (j, 1, n))
-    lem.check("coordinate rho: t_pt = (1 - alpha) t + sum_p A_pt[p] u_p", same_step(t_pt, claimed(q, t, added)))
-    one = {P: 1}
-    alpha1 = q["alpha"].subs(one).doit()
-    lem.check("one prefix position: t_pt - t = alpha (u_1 - t)",
-              same_step(t_pt.subs(one).doit() - t, claimed_one(alpha1, u[1, rho], t)))
+    c = lem.chain("bias", t_pt)
+    c.equals("coordinate rho: (1 - alpha) t + sum_p A_pt[p] u_p", claimed(q, t, added))
+    main = c.conclude("t_pt = (1 - alpha) t + sum_p A_pt[p] u_p", (rho,))
+    one = lem.assume("one prefix position", P, "=", sp.Integer(1))
+    c = lem.chain("one prefix", main.lhs - t)
+    c.use("the bias identity", main)
+    c.use("P = 1", one)
+    alpha1 = q["alpha"].subs(P, 1).doit()
+    c.equals("alpha (u_1 - t)", claimed_one(alpha1, u[1, rho], t), check=lambda a, b: same(a.doit(), b.doit()))
+    c.conclude("one prefix position: t_pt - t = alpha (u_1 - t)")
     lem.check("one prefix position: 0 < alpha < 1 (a point strictly inside the segment)",
               bool(sp.simplify(alpha1.doit()).is_positive) and bool(sp.simplify((1 - alpha1).doit()).is_positive))
     W, hp = sp.IndexedBase("W_V", real=True), sp.IndexedBase("h", real=True)
-    u_act = sp.Sum(W[rho, c] * hp[p, c], (c, 1, d))
-    g = activation_g(q, hp)
-    lem.check("activation prefixes: sum_p A_pt[p] (W_V h_p)_rho = (W_V g)_rho with g = sum_p A_pt[p] h_p",
-              same_step(sp.Sum(q["A_pt_prefix"] * u_act, (p, 1, P)), sp.Sum(W[rho, c] * g, (c, 1, d))))
-    # heads are independent: the identity above holds for every head h, with its own alpha^h and weights
+    act = lem.assume("activation prefixes: u_p = W_V h_p", u[p, rho], "=", sp.Sum(W[rho, c_] * hp[p, c_], (c_, 1, d)),
+                     (p,))
+    c = lem.chain("activation", added)
+    c.use_forall("u_p = W_V h_p", act, p)
+    c.equals("(W_V g)_rho with g = sum_p A_pt[p] h_p", sp.Sum(W[rho, c_] * activation_g(q, hp), (c_, 1, d)))
+    c.conclude("the added term is W_V g, in range(W_V)")
+    # heads are independent: the bias identity holds for every head h, with its own alpha^h, weights a^h and values
     T_pt, T, al, cf, uh = (sp.IndexedBase(name, real=True) for name in ("t_pt", "t", "alpha", "a", "u"))
     Wo = sp.IndexedBase("W_O", real=True)
-    head_identity = (1 - al[h]) * T[h, rho] + sp.Sum(cf[h, p] * uh[h, p, rho], (p, 1, P))
-    out_pt = sp.Sum(Wo[h, o, rho] * head_identity, (h, 1, H), (rho, 1, d_v))
+    per_head = lem.assume("the bias identity for head h (as proved above, with head h's weights)", T_pt[h, rho], "=",
+                          (1 - al[h]) * T[h, rho] + sp.Sum(cf[h, p] * uh[h, p, rho], (p, 1, P)), (h, rho))
     kept = sp.Sum(head_keep(al) * Wo[h, o, rho] * T[h, rho], (h, 1, H), (rho, 1, d_v))
     bias = sp.Sum(cf[h, p] * sp.Sum(Wo[h, o, rho] * uh[h, p, rho], (rho, 1, d_v)), (h, 1, H), (p, 1, P))
-    lem.check("H heads, coordinate o of the attention output, with t_pt^h = (1 - alpha^h) t^h + sum_p a^h_p u^h_p "
-              "for each head: sum_h W_O^h t_pt^h = sum_h (1 - alpha^h) W_O^h t^h + sum_h sum_p a^h_p (W_O^h u^h_p)",
-              same_step(out_pt, kept + bias))
+    c = lem.chain("heads", sp.Sum(Wo[h, o, rho] * T_pt[h, rho], (h, 1, H), (rho, 1, d_v)))
+    c.use_forall("each head's bias identity", per_head, (h, rho))
+    c.equals("sum_h (1 - alpha^h) W_O^h t^h + sum_h sum_p a^h_p (W_O^h u^h_p) (coordinate o)", kept + bias)
+    c.conclude("the layer's attention output: kept part plus a bias in sum_h W_O^h span{u^h_p}")
     return lem
 
 
