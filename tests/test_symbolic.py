@@ -82,3 +82,27 @@ def test_hardmax_rejects_a_wrong_decoder():
     broken = replace(model, layers=(replace(layer, mlp=layer.mlp[:-1] + (replace(last, b=b),)),))
     rec = _hardmax(broken, c)
     assert rec.verdict is Verdict.UNKNOWN and "grid logit" in rec.reason
+
+
+def test_chain_rules_refuse_what_they_cannot_justify():
+    from verify.derivation import Fact
+
+    x, y = sp.symbols("x y", positive=True)
+    lem = Lemma("t", "s", "x")
+    forged = Fact(x, "<=", y, "never proved")  # not a hypothesis or a chain conclusion of this lemma
+    lem.chain("forged", 2 * x).use("a fact nobody proved", forged)
+    assert not lem.proved
+    lem = Lemma("t", "s", "x")
+    lem.chain("wrong bound", x**2 + 1).at_least("x^2 + 2 (false)", x**2 + 2)
+    assert not lem.proved
+    lem = Lemma("t", "s", "x")
+    fact = lem.assume("x <= y", x, "<=", y)
+    c = lem.chain("turn", 3 - x)
+    c.use("x <= y", fact)  # 3 - x >= 3 - y
+    c.at_most("3 (the chain already said >=)", sp.Integer(3))
+    assert not lem.proved and "cannot turn" in lem.failed_steps()[0]
+    j, k = sp.Symbol("j", integer=True, nonnegative=True), sp.Symbol("k", integer=True, positive=True)
+    q, a = sp.Symbol("q", integer=True, nonnegative=True), sp.IndexedBase("a")
+    lem = Lemma("t", "s", "x")
+    lem.chain("split", sp.Sum(a[q], (q, 0, j))).split_shift("split at k > j + 1 possible", q, k)
+    assert not lem.proved  # 0 <= k <= j + 1 is not decided

@@ -1,11 +1,20 @@
-"""Symbolic lemmas (sympy), parametric in V, N and the scale.
+"""Symbolic lemmas (sympy), parametric in V, N and the scale: the `Lemma` record and the lookup lemmas.
 
-Each lemma is a list of steps. Every step is a sympy identity (an expression
-that simplifies to exactly 0) or a sign fact that sympy's assumption system
-decides from declared assumptions (positive V, nonnegative offsets). A lemma
-is PROVED only when every step checks. What is trusted: sympy's simplifier and
-assumption system, and the standard facts quoted in a step's text
+A lemma is a set of chained derivations (verify/derivation.py): each step
+consumes the previous step's conclusion and is checked by sympy (an identity,
+a bound with a slack of decided sign, a proved fact applied by monotonicity,
+...); a chain's conclusion is a `Fact` that later chains consume, and the
+hypotheses of the statement are listed facts. A few steps are sign facts or
+structural checks (`Lemma.check`). A step whose two sides are the same
+expression as built, or whose difference is already 0, is refused
+(`VacuousStep`). A lemma is PROVED only when every step checks. What is
+trusted: sympy's simplifier and assumption system, the rules of
+verify/derivation.py, and the standard facts quoted in a step's text
 (monotonicity of exp).
+
+The lemmas live in verify/symbolic_decode.py, symbolic_leakage.py and
+symbolic_packing.py; the functions here build them (keyword arguments inject
+definitions, for the mutation tests) and cache the unmutated ones.
 """
 from __future__ import annotations
 

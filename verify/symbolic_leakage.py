@@ -13,7 +13,8 @@ The derivation (every arrow consumes the previous conclusion):
   keep:    A[h,0] = 1/(1 + S_h) >= 1/(1 + m e^-sigma) >= 1 - m e^-sigma     (S_h = sum_j e^(s[h,j]-s[h,0]))
   lower:   x >= f + sum_h p_h - L >= ... >= t - (L+1) m e^-sigma >= t - (L+1) m / R >= t - target
   upper:   x <= max(0, f) = f <= t + (1-t) S_0/(1+S_0) <= ... <= t + (L+1) m / R <= t + target
-  margin:  (1/V)(1/V - 2|x - t|) >= (1/V)(1/V - 2 target) >= margin_goal
+  margin:  (1/V)(1/V - 2|x - t|) >= (1/V)(1/V - 2 target) >= margin_goal   (the decode lemma's proved margin)
+  cut:     every other payload coordinate a: its ReLU argument <= (V-1)/V + 2 m e^-sigma - 1 < 0, so it selects 0
 
 R, the threshold of the scale rule sigma >= ln R, is solved from the lower chain's
 own conclusion (t - (L+1) m e^-sigma = t - target), unless a claimed rule is
