@@ -106,3 +106,9 @@ def test_chain_rules_refuse_what_they_cannot_justify():
     lem = Lemma("t", "s", "x")
     lem.chain("split", sp.Sum(a[q], (q, 0, j))).split_shift("split at k > j + 1 possible", q, k)
     assert not lem.proved  # 0 <= k <= j + 1 is not decided
+    m = sp.Symbol("m", integer=True)  # may be negative: sympy's Sum(f, (j, 1, m)) is then minus a sum
+    lem = Lemma("t", "s", "x")
+    b = sp.IndexedBase("b", nonnegative=True)
+    term = lem.assume("b_q <= 1", b[q], "<=", sp.Integer(1), (q,))
+    lem.chain("reversed range", sp.Sum(b[q], (q, 1, m))).sum_termwise("b_q <= 1 term by term", term, q)
+    assert not lem.proved

@@ -239,9 +239,12 @@ class Chain:
         if len(target) != 1 or index not in fact.forall:
             return self._record(f"{text}: no single sum over {index} of '{fact.lhs}'", self.relation, self.current, False)
         whole = target[0]
+        _, lo, hi = whole.limits[0]
+        # a termwise bound needs an ordinary range (sympy's Sum with hi < lo - 1 is minus a sum: it would flip)
+        ordinary = _sign(hi - lo + 1) is True
         bounded = sp.Sum(fact.rhs, *whole.limits).doit()
         sub = Fact(whole, fact.rel, bounded, f"termwise: {fact.text}")
-        self.lemma.facts.append((sub, self.lemma.has_fact(fact)))
+        self.lemma.facts.append((sub, self.lemma.has_fact(fact) and ordinary))
         return self.use(f"{text} (term by term over {index})", sub, given)
 
     def relu_drop(self, text: str, nonneg: Fact | None = None) -> "Chain":
