@@ -25,6 +25,13 @@ ideal margin 1/V^2, and delta <= 2 leak(m, sigma) < 2 m e^-sigma gives
 `lookup_scale` returns the smallest multiple of 1/16 at or above that value, so
 the scale is an exact binary float (no rounding in the weights) and is derived,
 never tuned.
+
+The threshold 4 V (L+1) m is not a constant chosen here: the leakage lemma
+(verify/symbolic_leakage.py) derives it from the softmax definition, in both
+directions, and the verifier evaluates the lemma's own threshold at each
+instance. `leakage_threshold` is the same formula for this layer (which may not
+import verify/); tests/test_lemma_mutations.py checks that the two agree, so a
+change in the derivation must be followed here.
 """
 from __future__ import annotations
 
@@ -41,6 +48,11 @@ def leak(m: int, sigma: float) -> float:
     return r / (1.0 + r)
 
 
+def leakage_threshold(V: int, m: int, pointers: int = 1) -> int:
+    """R in the rule e^sigma >= R: 4 V (L+1) m, as the leakage lemma derives it (m = 0 is treated as 1)."""
+    return 4 * V * (pointers + 1) * max(m, 1)
+
+
 def lookup_scale(V: int, m: int, pointers: int = 1) -> float:
     """Scale for a payload-lookup construction with vocabulary V, m competing keys and L pointer heads.
 
@@ -50,7 +62,7 @@ def lookup_scale(V: int, m: int, pointers: int = 1) -> float:
     """
     if V < 2:
         raise ValueError(f"vocabulary size must be >= 2, got {V}")
-    target = math.log(4 * V * (pointers + 1) * max(m, 1))
+    target = math.log(leakage_threshold(V, m, pointers))
     return math.ceil(target * SCALE_GRID) / SCALE_GRID
 
 

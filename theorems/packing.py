@@ -57,11 +57,24 @@ def construction(ctx: RunContext) -> Packing:
     return Packing(ctx.params["V"], ctx.params["L"])
 
 
-def run_lemmas(ctx: RunContext) -> Record:
+def run_lemmas(ctx: RunContext, make=None) -> Record:
+    """The chained packing lemmas, then their own derived scale rule e^scale >= R at this instance."""
+    from fractions import Fraction
+
     from verify.symbolic import packing_lemma
+    from verify.symbolic_leakage import exp_at_least
+    from verify.symbolic_packing import D, V, m
 
     t0 = time.perf_counter()
-    return lemma_record(THEOREM.id, packing_lemma(), ctx, time.perf_counter() - t0)
+    lemma = (make or packing_lemma)()
+    c = construction(ctx)
+    R = lemma.results.get("scale_threshold")
+    value = None if R is None else R.subs({V: c.V, m: c.L, D: c.D})
+    ok = value is not None and value.is_Rational and exp_at_least(c.scale, Fraction(int(value.p), int(value.q)))
+    note = (f"this instance: e^scale >= R with the proved rule R = {R} at V={c.V}, m={c.L}, D={c.D} "
+            f"(scale {c.scale}; arb)")
+    return lemma_record(THEOREM.id, lemma, ctx, time.perf_counter() - t0, note if ok else "scale rule fails: " + note,
+                        ok)
 
 
 def run_exact(ctx: RunContext) -> Record:

@@ -17,7 +17,8 @@ STRICT_INSTANCE = (4, 3)  # the Theorem 1 construction at V=4, N=3
 
 
 def run_inclusion(ctx: RunContext) -> Record:
-    """The symbolic lemma, cross-checked through the forward pass on seeded random transformers."""
+    """The symbolic lemma (the layer modelled, induction over layers), cross-checked through the forward pass on
+    seeded random transformers (the cross-check can only withdraw PROVED, never grant it)."""
     t0 = time.perf_counter()
     ms = [m for c in seeded_cases(ctx.seed, CROSS_CHECK_CASES) for m in PROPERTIES["soft_in_prefix"].measures(c)]
     w = worst(ms)
@@ -94,9 +95,10 @@ THEOREM = Theorem(
     predicate="forall soft S: exists prefix P(S) with out(S, x) = out'(P(S), x); exists prefix P*: forall S: kv(S) != P*",
     params=(),
     obligations=(
-        Obligation("soft-is-prefix", "a soft prompt equals the prefix of its own layer activations (symbolic), "
-                   "cross-checked through the forward pass", ("symbolic",),
-                   "verify.symbolic_prefix.soft_prefix_lemma + verify.identity_checks.soft_prefix_measures",
+        Obligation("soft-is-prefix", "a soft prompt equals the prefix of its own layer activations: the layer "
+                   "(causal attention with positions, heads, LayerNorm, MLP, optional residual) modelled in sympy, "
+                   "proved by induction over layers; cross-checked through the forward pass", ("symbolic",),
+                   "verify.symbolic_soft.soft_prefix_lemma + verify.identity_checks.soft_prefix_measures",
                    run_inclusion, applies_to_weights=False),
         Obligation("strict", "a layer-1 prefix (key, value) on the Theorem 1 model that no soft prompt realises",
                    ("symbolic",), "verify.exact_linalg", run_strict, applies_to_weights=False),

@@ -37,12 +37,18 @@ def run_decode_lemma(claim: str, ctx: RunContext) -> Record:
     return lemma_record(claim, decode_lemma(), ctx, time.perf_counter() - t0)
 
 
-def run_leakage(claim: str, V: int, m: int, sigma: float, ctx: RunContext, pointers: int = 1) -> Record:
+def run_leakage(claim: str, V: int, m: int, sigma: float, ctx: RunContext, pointers: int = 1,
+                make: Callable[[], Lemma] = leakage_lemma) -> Record:
+    """The chained lemma, then its own derived rule e^scale >= R evaluated at this instance (`make` injects a lemma)."""
+    from verify.symbolic_leakage import threshold_at
+
     t0 = time.perf_counter()
-    lemma = leakage_lemma()
-    ok = scale_meets_rule(V, m, sigma, pointers)
-    note = (f"this instance: scale {sigma} satisfies e^scale >= 4 V (L+1) m = {4 * V * (pointers + 1) * max(m, 1)} "
-            f"(L={pointers}, m={m}; arb)")
+    lemma = make()
+    ok = scale_meets_rule(V, m, sigma, pointers, lemma)
+    R = lemma.results.get("scale_threshold")
+    at = threshold_at(lemma, V, m, pointers) if R is not None else "none"
+    note = (f"this instance: e^scale >= R with the proved rule R = {R} = {at} at V={V}, m={m}, L={pointers} "
+            f"(scale {sigma}; arb)")
     return lemma_record(claim, lemma, ctx, time.perf_counter() - t0, note if ok else "scale rule fails: " + note, ok)
 
 

@@ -13,16 +13,26 @@ the finite-sum rules of `canon`.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import sympy as sp
 
+from verify.derivation import refuse_vacuous
 from verify.symbolic import Lemma
 from verify.symbolic_sums import same
 
 n, P, H, d, d_v = sp.symbols("n P H d d_v", integer=True, positive=True)
 j, k, p, rho, c, h, o = sp.symbols("j k p rho c h o", integer=True, positive=True)
+c_ = c  # the input coordinate of W_V (named c_ where a local chain is called c)
 s = sp.IndexedBase("s", real=True)  # content scores
 r = sp.IndexedBase("r", real=True)  # prefix scores
 m = sp.Symbol("m", real=True)  # the softmax shift (the running maximum)
+
+
+def same_step(a: sp.Expr, b: sp.Expr) -> bool:
+    """An identity step between finite-sum expressions, refused (VacuousStep) when its sides are the same as built."""
+    refuse_vacuous(f"{a} = {b}", a, b)
+    return same(a, b)
 
 
 def _softmax_parts(head: sp.Expr | None = None) -> dict[str, sp.Expr]:
@@ -40,7 +50,18 @@ def _softmax_parts(head: sp.Expr | None = None) -> dict[str, sp.Expr]:
     return {"E": E, "F": F, "Z": Z, "A": A, "A_pt": A_pt, "A_pt_prefix": A_pt_prefix, "alpha": alpha}
 
 
-def rescale_lemma() -> Lemma:
+def _content_score(sigma, W_Q, W_K, x_i, x_j, prefix):
+    return sigma * (W_Q * x_i).T * (W_K * x_j)
+
+
+def _shifted_softmax(shift):
+    return sp.exp(s[j] - shift) / (sp.Sum(sp.exp(s[j] - shift), (j, 1, n)) + sp.Sum(sp.exp(r[p] - shift), (p, 1, P)))
+
+
+def rescale_lemma(parts: Callable = _softmax_parts, factor: Callable = lambda q: 1 - q["alpha"],
+                  alpha_form: Callable = lambda q: q["F"] / q["Z"], keep_form: Callable = lambda q: q["E"] / q["Z"],
+                  content_score: Callable = _content_score, shifted_softmax: Callable = _shifted_softmax) -> Lemma:
+    """Every definition and claimed form is an argument (injection points for the mutation tests)."""
     lem = Lemma(
         "rescale-lemma",
         "at every content query i, with n visible content keys and P prefix keys: "
@@ -57,28 +78,42 @@ def rescale_lemma() -> Lemma:
     x_i, x_j, s_p = sp.MatrixSymbol("x_i", d, 1), sp.MatrixSymbol("x_j", d, 1), sp.MatrixSymbol("s_p", d, 1)
     k_raw = sp.MatrixSymbol("k_p", dk, 1)
     sigma = sp.Symbol("sigma", real=True)
-    content_score = sigma * (W_Q * x_i).T * (W_K * x_j)
+    score = content_score(sigma, W_Q, W_K, x_i, x_j, s_p)
     lem.check("the content score sigma <W_Q x_i, W_K x_j> contains no prefix symbol (s_p, k_p): it is the same with "
               "and without the prefix, given the same layer input",
-              not ({s_p, k_raw} & content_score.free_symbols))
-    q = _softmax_parts()
-    shifted_num = sp.exp(s[j] - m)
-    shifted = shifted_num / (sp.Sum(sp.exp(s[j] - m), (j, 1, n)) + sp.Sum(sp.exp(r[p] - m), (p, 1, P)))
-    lem.check("the evaluated softmax exp(s - m) / sum exp(s - m) equals exp(s) / sum exp(s) for any shift m",
-              same(shifted, q["A_pt"]))
-    lem.check("alpha = sum_p A_pt[p] = F / (E + F), with E = sum_j e^{s_j} and F = sum_p e^{r_p}",
-              same(q["alpha"], q["F"] / q["Z"]))
-    lem.check("A_pt[j] - (1 - alpha) A[j] = 0", same(q["A_pt"], (1 - q["alpha"]) * q["A"]))
-    keep = q["E"] / q["Z"]
-    lem.check("1 - alpha = E / (E + F) > 0", same(1 - q["alpha"], keep) and bool(keep.is_positive))
-    A_k, A_pt_k = q["A"].subs(j, k), q["A_pt"].subs(j, k)
-    lem.check("ratios: A_pt[j] / A_pt[k] = A[j] / A[k]", same(q["A_pt"] / A_pt_k, q["A"] / A_k))
-    lem.check("order: A_pt[j] - A_pt[k] = (1 - alpha)(A[j] - A[k]), a positive multiple, so the ranking and the "
-              "argmax are unchanged", same(q["A_pt"] - A_pt_k, keep * (q["A"] - A_k)))
+              not ({s_p, k_raw} & score.free_symbols))
+    q = parts()
+    shifted = shifted_softmax(m)
+    c = lem.chain("alpha", q["alpha"])
+    c.equals("F / (E + F), with E = sum_j e^{s_j} and F = sum_p e^{r_p}", alpha_form(q))
+    alpha_fact = c.conclude("alpha = F / (E + F)")
+    c = lem.chain("keep", factor(q))
+    c.use("alpha = F / (E + F)", alpha_fact)
+    c.equals("E / (E + F)", keep_form(q))
+    keep_fact = c.conclude("1 - alpha = E / (E + F)")
+    lem.check("1 - alpha = E / (E + F) > 0", c.ok and bool(keep_fact.rhs.is_positive))
+    c = lem.chain("rescale", shifted)
+    c.equals("the evaluated softmax exp(s - m) / sum exp(s - m) is exp(s) / sum exp(s) for any shift m", q["A_pt"])
+    c.equals("(1 - alpha) A[j]", factor(q) * q["A"])
+    c.use("1 - alpha = E / (E + F)", keep_fact)
+    lem.check("rescale: A_pt[j] = (1 - alpha) A[j] with 1 - alpha = E/(E + F)", c.ok and c.current == keep_fact.rhs * q["A"])
+    rescale = c.conclude("A_pt[j] = (1 - alpha) A[j]", (j,))
+    # ratios: A_pt[j]/A_pt[k] = A[j]/A[k] is not a step of its own -- sympy cancels both sides to e^(s_j - s_k) as
+    # it builds them (a vacuous step); it follows from A_pt = (1 - alpha) A with 1 - alpha > 0 (the steps above)
+    A_k = q["A"].subs(j, k)
+    c = lem.chain("order", rescale.rhs - rescale.rhs.subs(j, k))
+    c.equals("(1 - alpha)(A[j] - A[k]), a positive multiple, so the ranking and the argmax are unchanged",
+             keep_fact.rhs * (q["A"] - A_k))
+    c.conclude("A_pt[j] - A_pt[k] = (1 - alpha)(A[j] - A[k])")
     return lem
 
 
-def bias_lemma() -> Lemma:
+def bias_lemma(parts: Callable = _softmax_parts,
+               claimed: Callable = lambda q, t, added: (1 - q["alpha"]) * t + added,
+               claimed_one: Callable = lambda alpha1, u1, t: alpha1 * (u1 - t),
+               activation_g: Callable = lambda q, hp: sp.Sum(q["A_pt_prefix"] * hp[p, c_], (p, 1, P)),
+               head_keep: Callable = lambda al: 1 - al[h]) -> Lemma:
+    """Every definition and claimed form is an argument (injection points for the mutation tests)."""
     lem = Lemma(
         "bias-lemma",
         "t_pt[i] = (1 - alpha_i) t[i] + sum_p A_pt[i,p] v_p; with one prefix position t_pt[i] - t[i] = "
@@ -89,67 +124,46 @@ def bias_lemma() -> Lemma:
         "n, P, the value width d_v, the input width d, the number of heads H and every score, value and weight "
         "symbolic (coordinates rho, c, o arbitrary); per query, for any mask, layer and pre-LayerNorm",
     )
-    q = _softmax_parts()
+    q = parts()
     u, v = sp.IndexedBase("u", real=True), sp.IndexedBase("v", real=True)  # prefix and content values
     t = sp.Sum(q["A"] * v[j, rho], (j, 1, n))
     added = sp.Sum(q["A_pt_prefix"] * u[p, rho], (p, 1, P))
     t_pt = added + sp.Sum(q["A_pt"] * v[j, rho], (j, 1, n))
-    lem.check("coordinate rho: t_pt = (1 - alpha) t + sum_p A_pt[p] u_p", same(t_pt, (1 - q["alpha"]) * t + added))
-    one = {P: 1}
-    alpha1 = q["alpha"].subs(one).doit()
-    lem.check("one prefix position: t_pt - t = alpha (u_1 - t)",
-              same(t_pt.subs(one).doit() - t, alpha1 * (u[1, rho] - t)))
+    c = lem.chain("bias", t_pt)
+    c.equals("coordinate rho: (1 - alpha) t + sum_p A_pt[p] u_p", claimed(q, t, added))
+    main = c.conclude("t_pt = (1 - alpha) t + sum_p A_pt[p] u_p", (rho,))
+    one = lem.assume("one prefix position", P, "=", sp.Integer(1))
+    c = lem.chain("one prefix", main.lhs - t)
+    c.use("the bias identity", main)
+    c.use("P = 1", one)
+    alpha1 = q["alpha"].subs(P, 1).doit()
+    c.equals("alpha (u_1 - t)", claimed_one(alpha1, u[1, rho], t), check=lambda a, b: same(a.doit(), b.doit()))
+    c.conclude("one prefix position: t_pt - t = alpha (u_1 - t)")
     lem.check("one prefix position: 0 < alpha < 1 (a point strictly inside the segment)",
               bool(sp.simplify(alpha1.doit()).is_positive) and bool(sp.simplify((1 - alpha1).doit()).is_positive))
     W, hp = sp.IndexedBase("W_V", real=True), sp.IndexedBase("h", real=True)
-    u_act = sp.Sum(W[rho, c] * hp[p, c], (c, 1, d))
-    g = sp.Sum(q["A_pt_prefix"] * hp[p, c], (p, 1, P))
-    lem.check("activation prefixes: sum_p A_pt[p] (W_V h_p)_rho = (W_V g)_rho with g = sum_p A_pt[p] h_p",
-              same(sp.Sum(q["A_pt_prefix"] * u_act, (p, 1, P)), sp.Sum(W[rho, c] * g, (c, 1, d))))
-    # heads are independent: the identity above holds for every head h, with its own alpha^h and weights
+    act = lem.assume("activation prefixes: u_p = W_V h_p", u[p, rho], "=", sp.Sum(W[rho, c_] * hp[p, c_], (c_, 1, d)),
+                     (p,))
+    c = lem.chain("activation", added)
+    c.use_forall("u_p = W_V h_p", act, p)
+    c.equals("(W_V g)_rho with g = sum_p A_pt[p] h_p", sp.Sum(W[rho, c_] * activation_g(q, hp), (c_, 1, d)))
+    c.conclude("the added term is W_V g, in range(W_V)")
+    # heads are independent: the bias identity holds for every head h, with its own alpha^h, weights a^h and values
     T_pt, T, al, cf, uh = (sp.IndexedBase(name, real=True) for name in ("t_pt", "t", "alpha", "a", "u"))
     Wo = sp.IndexedBase("W_O", real=True)
-    head_identity = (1 - al[h]) * T[h, rho] + sp.Sum(cf[h, p] * uh[h, p, rho], (p, 1, P))
-    out_pt = sp.Sum(Wo[h, o, rho] * head_identity, (h, 1, H), (rho, 1, d_v))
-    kept = sp.Sum((1 - al[h]) * Wo[h, o, rho] * T[h, rho], (h, 1, H), (rho, 1, d_v))
+    per_head = lem.assume("the bias identity for head h (as proved above, with head h's weights)", T_pt[h, rho], "=",
+                          (1 - al[h]) * T[h, rho] + sp.Sum(cf[h, p] * uh[h, p, rho], (p, 1, P)), (h, rho))
+    kept = sp.Sum(head_keep(al) * Wo[h, o, rho] * T[h, rho], (h, 1, H), (rho, 1, d_v))
     bias = sp.Sum(cf[h, p] * sp.Sum(Wo[h, o, rho] * uh[h, p, rho], (rho, 1, d_v)), (h, 1, H), (p, 1, P))
-    lem.check("H heads, coordinate o of the attention output, with t_pt^h = (1 - alpha^h) t^h + sum_p a^h_p u^h_p "
-              "for each head: sum_h W_O^h t_pt^h = sum_h (1 - alpha^h) W_O^h t^h + sum_h sum_p a^h_p (W_O^h u^h_p)",
-              same(out_pt, kept + bias))
+    c = lem.chain("heads", sp.Sum(Wo[h, o, rho] * T_pt[h, rho], (h, 1, H), (rho, 1, d_v)))
+    c.use_forall("each head's bias identity", per_head, (h, rho))
+    c.equals("sum_h (1 - alpha^h) W_O^h t^h + sum_h sum_p a^h_p (W_O^h u^h_p) (coordinate o)", kept + bias)
+    c.conclude("the layer's attention output: kept part plus a bias in sum_h W_O^h span{u^h_p}")
     return lem
 
 
-def soft_prefix_lemma() -> Lemma:
-    lem = Lemma(
-        "soft-is-prefix",
-        "a soft prompt of k vectors before n content tokens gives, at every content position, the same outputs as "
-        "the prefixes s^l_m = X^l[m] (the soft run's layer-l inputs at the virtual positions m < k) on the model "
-        "whose positional table is shifted by k (P'[j] = P[k + j]); by induction over layers: equal content "
-        "inputs, the same visible keys and values in the same order, hence equal attention, and the MLP and "
-        "residuals act position by position. With causal attention a virtual position sees only virtual "
-        "positions, so the prefixes do not depend on the content: one fixed prefix per soft prompt",
-        "k, n, the position indices and every weight symbolic; any number of layers and heads with causal "
-        "attention (the paper's setting) and any padding mask over the content; without a causal mask the "
-        "equality still holds per input, but beyond layer 1 the prefix then depends on the content",
-    )
-    kk = sp.Symbol("k", integer=True, positive=True)
-    i, jj, a = sp.symbols("i j a", integer=True, nonnegative=True)
-    E_tok, Pos, Pos2 = sp.IndexedBase("E"), sp.IndexedBase("P"), sp.IndexedBase("P_shifted")
-    tok = sp.Symbol("t_j")
-    x_soft = E_tok[tok] + Pos[kk + jj]
-    x_prefix = (E_tok[tok] + Pos2[jj]).subs(Pos2[jj], Pos[kk + jj])
-    lem.check("content input: E[t_j] + P[k + j] equals E[t_j] + P'[j] with P'[j] = P[k + j]", x_soft == x_prefix)
-    lem.check("a content query at position k + i sees every virtual key m = k - 1 - a (a >= 0): (k + i) - m > 0",
-              bool(((kk + i) - (kk - 1 - a)).is_positive))
-    lem.check("content key k + j is visible to content query k + i iff j <= i: (k + i) - (k + j) = i - j",
-              sp.simplify((kk + i) - (kk + jj) - (i - jj)) == 0)
-    lem.check("causal: a virtual query m = k - 1 - a sees no content key k + j, since (k + j) - m > 0: its activations "
-              "and so the prefixes are the same for every content", bool(((kk + jj) - (kk - 1 - a)).is_positive))
-    W_K, W_V = sp.IndexedBase("W_K", real=True), sp.IndexedBase("W_V", real=True)
-    X_m, s_m = sp.symbols("X_m s_m")  # the layer input at virtual position m, and an activation prefix
-    LN = sp.Function("LN")  # coordinate c of the layer's pre-LayerNorm (the identity when it has none)
-    def kv(x):
-        return (sp.Sum(W_K[rho, c] * LN(c, x), (c, 1, d)), sp.Sum(W_V[rho, c] * LN(c, x), (c, 1, d)))
-    lem.check("virtual position m at layer l contributes key and value coordinates sum_c W[rho,c] LN(X_m)_c: those "
-              "of the activation prefix s_m = X_m", kv(X_m) == tuple(e.subs(s_m, X_m) for e in kv(s_m)))
-    return lem
+def soft_prefix_lemma(**definitions) -> Lemma:
+    """The layer-by-layer induction (verify/symbolic_soft.py); keyword arguments inject definitions."""
+    from verify.symbolic_soft import soft_prefix_lemma as derive
+
+    return derive(**definitions)

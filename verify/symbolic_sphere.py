@@ -13,6 +13,8 @@ so the lemma covers every dimension at once:
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import sympy as sp
 
 from verify.symbolic import Lemma
@@ -26,7 +28,12 @@ def _scalar(e: sp.Expr, subs: dict) -> sp.Expr:
     return sp.simplify(sp.Matrix(e.as_explicit())[0, 0]) if hasattr(e, "as_explicit") else sp.simplify(e)
 
 
-def rotation_lemma() -> Lemma:
+def rotation_lemma(gram: Callable | None = None, unit_point: Callable = lambda b, beta: b / beta,
+                   claimed_shift: Callable = lambda beta: (1 + beta) ** 2,
+                   prefix_map: Callable = lambda kappa, u, b: kappa * u + b,
+                   claimed_diff: Callable = lambda kappa, w: 4 * kappa * w,
+                   claimed_gap: Callable = lambda alpha: alpha * (2 - alpha)) -> Lemma:
+    """Every definition and claimed form is an argument (injection points for the mutation tests)."""
     d = sp.Symbol("d", integer=True, positive=True)
     R, x, b, u = (sp.MatrixSymbol(name, d, rows) for name, rows in (("R", d), ("x", 1), ("b", 1), ("u", 1)))
     beta = sp.Symbol("beta", positive=True)  # |b| > 0
@@ -40,29 +47,36 @@ def rotation_lemma() -> Lemma:
         "prefix map x -> (1 - alpha) x + b sends some unit vector off the sphere",
         "the dimension d (sympy MatrixSymbol of symbolic size), R, b, alpha symbolic",
     )
-    norm_rx = (R * x).T * (R * x)
-    lem.check("|R x|^2 = x^T R^T R x", sp.expand(norm_rx) == x.T * R.T * R * x)
-    lem.check("with R^T R = I: |R x|^2 = x^T x = 1 for every unit x",
-              (x.T * R.T * R * x).subs(R.T * R, sp.Identity(d)) == x.T * x)
-    x_star = b / beta
-    lem.check("x* = b/|b| is a unit vector: x*^T x* = b^T b / |b|^2 = 1",
-              sp.simplify(_scalar(x_star.T * x_star, {b.T * b: beta**2}) - 1) == 0)
-    shifted = _scalar((x_star + b).T * (x_star + b), {b.T * b: beta**2})
-    lem.check("|x* + b|^2 = (1 + |b|)^2", sp.simplify(shifted - (1 + beta) ** 2) == 0)
+    orth = lem.assume("R^T R = I", R.T * R, "=", sp.Identity(d) if gram is None else gram(d))
+    unit = lem.assume("x^T x = 1", x.T * x, "=", sp.Identity(1))
+    c = lem.chain("rotation", (R * x).T * (R * x))  # sympy builds it as x^T R^T R x
+    c.use("R^T R = I", orth)
+    c.use("x unit", unit)
+    lem.check("rotation: |R x|^2 = 1 for every unit x", c.ok and c.current == sp.Identity(1))
+    c.conclude("|R x|^2 = 1")
+    x_star = unit_point(b, beta)
+    bb = {b.T * b: beta**2}
+    lem.identity("x* = b/|b| is a unit vector: x*^T x* = b^T b / |b|^2 = 1", x_star.T * x_star, sp.Integer(1),
+                 equal=lambda lhs, rhs: sp.simplify(_scalar(lhs, bb) - rhs) == 0)
+    shifted = (x_star + b).T * (x_star + b)
+    lem.identity("|x* + b|^2 = (1 + |b|)^2", shifted, claimed_shift(beta),
+                 equal=lambda lhs, rhs: sp.simplify(_scalar(lhs, bb) - rhs) == 0)
     lem.check("(1 + |b|)^2 - 1 = |b|(2 + |b|) > 0 for |b| > 0, so x* + b is off the sphere",
-              bool(sp.factor(shifted - 1).is_positive))
-    f_plus = sp.expand((kappa * u + b).T * (kappa * u + b))
-    f_minus = sp.expand((-kappa * u + b).T * (-kappa * u + b))
+              bool(sp.factor(claimed_shift(beta) - 1).is_positive))
+    f_plus = prefix_map(kappa, u, b).T * prefix_map(kappa, u, b)
+    f_minus = prefix_map(kappa, -u, b).T * prefix_map(kappa, -u, b)
     sub = {u.T * b: w, b.T * u: w, u.T * u: 1, b.T * b: beta**2}
-    diff = sp.simplify(_scalar(f_plus, sub) - _scalar(f_minus, sub))
-    lem.check("prefix map with kappa = 1 - alpha > 0: |f(u)|^2 - |f(-u)|^2 = 4 kappa <u, b>, so both on the sphere "
-              "forces <u, b> = 0 for every unit u", sp.simplify(diff - 4 * kappa * w) == 0)
+    lem.identity("prefix map with kappa = 1 - alpha > 0: |f(u)|^2 - |f(-u)|^2 = 4 kappa <u, b>, so both on the "
+                 "sphere forces <u, b> = 0 for every unit u", f_plus - f_minus, claimed_diff(kappa, w),
+                 equal=lambda lhs, rhs: sp.simplify(_scalar(sp.expand(lhs), sub) - rhs) == 0)
     lem.check("taking u = b/|b| gives <u, b> = |b| > 0, so b = 0",
-              bool(_scalar(x_star.T * b, {b.T * b: beta**2}).is_positive))
-    on_sphere = _scalar(f_plus, {u.T * b: 0, b.T * u: 0, u.T * u: 1, b.T * b: 0}).subs(kappa, 1 - alpha)
+              bool(_scalar(x_star.T * b, bb).is_positive))
+    zero_b = {u.T * b: 0, b.T * u: 0, u.T * u: 1, b.T * b: 0}
     y = sp.Symbol("y", positive=True)  # alpha = y / (1 + y) ranges over (0, 1)
-    gap = sp.factor(1 - on_sphere)
-    lem.check("then |f(u)|^2 = (1 - alpha)^2 and 1 - (1 - alpha)^2 = alpha (2 - alpha) > 0 for 0 < alpha < 1",
-              sp.simplify(on_sphere - (1 - alpha) ** 2) == 0 and sp.simplify(gap - alpha * (2 - alpha)) == 0
-              and bool(sp.simplify(gap.subs(alpha, y / (1 + y))).is_positive))
+    lem.identity("then |f(u)|^2 = (1 - alpha)^2 (kappa = 1 - alpha, b = 0)", f_plus, (1 - alpha) ** 2,
+                 equal=lambda lhs, rhs: sp.simplify(_scalar(sp.expand(lhs), zero_b).subs(kappa, 1 - alpha) - rhs) == 0)
+    gap = 1 - (1 - alpha) ** 2
+    lem.identity("1 - (1 - alpha)^2 = alpha (2 - alpha)", gap, claimed_gap(alpha))
+    lem.check("alpha (2 - alpha) > 0 for 0 < alpha < 1 (alpha = y/(1+y), y > 0)",
+              bool(sp.simplify(claimed_gap(alpha).subs(alpha, y / (1 + y))).is_positive))
     return lem

@@ -14,7 +14,8 @@ from sympy import Add, Mul, Pow, Sum
 
 
 class SumFormError(ValueError):
-    """A sum whose bounds depend on another summation index (outside what `canon` handles)."""
+    """A sum outside what `canon` handles: bounds depending on another summation index, or nested sums that
+    reuse an index name (merging them would capture the variable)."""
 
 
 def canon(e: sp.Expr) -> sp.Expr:
@@ -34,8 +35,10 @@ def _canon_sum(e: Sum) -> sp.Expr:
     out = []
     for term in Add.make_args(sp.expand(canon(e.function))):
         outside, inside, limits = [], [], list(e.limits)
-        for fac in Mul.make_args(term):
+        factors = Mul.make_args(term)
+        for fac in factors:
             if isinstance(fac, Sum):
+                _refuse_capture(fac, limits, [g for g in factors if g is not fac])
                 inside.append(fac.function)
                 limits += list(fac.limits)
             elif any(lim[0] in fac.free_symbols for lim in limits):
@@ -53,6 +56,30 @@ def _canon_sum(e: Sum) -> sp.Expr:
     return Add(*out)
 
 
+def _refuse_capture(inner: Sum, limits: list, others: list) -> None:
+    """Merging `inner` into the enclosing sum is sound only if its indices are fresh: not an index of the
+    enclosing sum (Sum_j a_j (Sum_j b_j) is not Sum_j Sum_j a_j b_j) and not free in the other factors."""
+    taken = {lim[0] for lim in limits}
+    free = set().union(*(g.free_symbols for g in others)) if others else set()
+    for var, *_ in inner.limits:
+        if var in taken or var in free:
+            raise SumFormError(f"nested sums reuse the index {var} ({inner} inside a sum over "
+                               f"{', '.join(str(v) for v in sorted(taken, key=str))}); merging them would capture "
+                               f"the variable: rename the inner index (e.g. {var} -> {var}_2) before comparing")
+
+
 def same(a: sp.Expr, b: sp.Expr) -> bool:
-    """a == b as an identity of finite sums (see module docstring)."""
-    return sp.simplify(canon(a) - canon(b)) == 0
+    """a == b as an identity of finite sums (see module docstring).
+
+    After `canon`, every sum is in normal form, so the sums are compared as opaque atoms: each distinct sum
+    becomes a fresh symbol and sympy decides the remaining algebraic identity. Sums that are equal but not
+    identical in normal form are then reported unequal (a refusal to prove, never a false pass); this also
+    keeps sympy's own sum simplifier, which can recurse without end on false identities, out of the check.
+    """
+    d = canon(a) - canon(b)
+    atoms = sorted(d.atoms(Sum), key=sp.default_sort_key)
+    d = d.xreplace({t: sp.Dummy(f"sum{i}") for i, t in enumerate(atoms)})
+    try:
+        return sp.cancel(sp.together(d)) == 0 or sp.simplify(d) == 0
+    except RecursionError:
+        return False
