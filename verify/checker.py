@@ -7,6 +7,13 @@ on K seeded samples), tracks the minimum decode margin (target logit minus the
 best other logit; a tie or NaN is a failure), and re-runs the first failure
 through a second code path (incremental greedy generation with a key/value
 cache) before calling the claim FALSIFIED.
+
+In float32, float16 and bfloat16 every input runs in two executions of the
+format's class (verify/executions.py; docs/certificates.md, "Execution
+classes"): numpy arrays of that dtype with numpy's own matmul, then the bias
+add, and the fused execution (each affine map rounded once). The verdict
+passes only when both pass; a failure in either is confirmed in that same
+execution, and the record names the executions.
 """
 from __future__ import annotations
 

@@ -119,6 +119,7 @@ def _arb_errors(x: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def check_exp(fmt: str) -> dict[str, Any]:
     """Measure exp in `fmt` once per process; raise ExpAccuracyError when it exceeds the certificate's bound."""
     if fmt not in _MEASURED:
+        _check_subnormals(fmt)
         m = measure(fmt)
         if not m["worst_ratio"] <= 1.0:
             raise ExpAccuracyError(
@@ -127,6 +128,20 @@ def check_exp(fmt: str) -> dict[str, Any]:
                 f"Certificates in {fmt} are not valid on this machine")
         _MEASURED[fmt] = m
     return _MEASURED[fmt]
+
+
+def _check_subnormals(fmt: str) -> None:
+    """Gradual underflow in the format's own kernels (matmul, add, exp): the class has no flush to zero."""
+    dt = np_dtype(fmt)
+    tiny = np.array([[ETA[fmt]]]).astype(dt)
+    one = np.ones((1, 1), dtype=dt)
+    with np.errstate(under="ignore"):
+        checks = {"stored": tiny[0, 0], "matmul": (tiny @ one)[0, 0], "add": (tiny + tiny)[0, 0],
+                  "exp": np.exp(np.array([math.log(ETA[fmt]) + 0.5]).astype(dt))[0]}
+    flushed = [k for k, v in checks.items() if not float(v) > 0]
+    if flushed:
+        raise ExpAccuracyError(f"{fmt} subnormals are flushed to zero in {', '.join(flushed)}: outside the "
+                               "execution class the certificate models (docs/certificates.md)")
 
 
 def reset() -> None:
