@@ -138,3 +138,25 @@ def test_inaccurate_exp_is_rejected_at_start_up(monkeypatch):
         exp_check.reset()
     m = exp_check.check_exp("float32")
     assert m["max_error_u"] <= m["bound_u"] and m["samples"] > 100_000
+
+
+def test_real_arithmetic_bounds_are_flagged_on_float16_execution():
+    """Negative control of the low-precision property in tests/test_certificate.py: bounds computed with the
+    wrong execution model (float64 rounding) for a float16 run are violated by float16 execution on the bias
+    edit, and the float16 model's bounds are not."""
+    from tests.test_certificate import point_margins
+    from verify.certify import box_bounds
+    from verify.claims import theorem2_rows
+    from verify.dtypes import round_model
+
+    model = _edit_bias(Theorem2(5).model(), 2, 3, T2_BIAS)
+    enc = LookupEncoding.of(model, "map")
+    claim = theorem2_rows(enc.payload, 5, "float16")
+    boxes = [(r, y) for r in range(5) for y in range(5)]
+    violated = {}
+    for ex in ("float64", "float16"):
+        bounds = box_bounds(round_model(model, "float16"), claim, exec_for(ex), boxes)
+        rng = np.random.default_rng(0)
+        violated[ex] = [b for b, lb in bounds.items()
+                        if lb > point_margins(model, Theorem2Inputs(enc), *b, rng, 6, "float16").min()]
+    assert violated["float64"] and not violated["float16"]
