@@ -21,7 +21,7 @@ def load(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
 
 def logits(cfg: dict, w: dict[str, np.ndarray], soft: np.ndarray, tokens: np.ndarray, dtype) -> np.ndarray:
     """Logits (B, n, V) of the teacher-forced pass: virtual tokens `soft` (B, k, d), then `tokens` (B, m)."""
-    t = lambda a: np.asarray(a, dtype=np.float64).astype(dtype)  # noqa: E731
+    t = lambda a: np.asarray(a, dtype=np.float64).astype(dtype)
     x = np.concatenate([t(soft), t(w["embed"])[tokens]], axis=1)
     n = x.shape[1]
     x = x + t(w["pos"])[:n]

@@ -105,8 +105,8 @@ def test_unedited_constructions_are_certified_in_low_precision():
 def test_native_execution_runs_in_the_format():
     m = Theorem2(5).model()
     enc = LookupEncoding.of(m, "map")
-    from verify.forward import forward
     from verify.dtypes import round_model
+    from verify.forward import forward
     ops = NativeOps("float16")
     out = forward(round_model(m, "float16"), np.array([[3]]), enc.encode_batch(np.arange(5)[None]), ops=ops)
     assert out.logits.dtype == np.float16

@@ -135,7 +135,7 @@ def frontier(theorem_id: str, dtype: str, axis: str, fixed: dict[str, int], cap:
         lambda n: _probe(out, theorem_id, dtype, axis, fixed, n, False, say), 2 if axis == "V" else 1, None, cap,
         lambda rec: rec.verdict is not Verdict.CERTIFIED)
     if out.first_fail is not None:
-        search = lambda n: _probe(out, theorem_id, dtype, axis, fixed, n, True, say)  # noqa: E731
+        search = lambda n: _probe(out, theorem_id, dtype, axis, fixed, n, True, say)
         out.first_falsified, out.falsified_record, out.scan = linear_scan(
             theorem_id, dtype, axis, fixed, out.first_fail, cap, search, say)
         out.scan["linear"] = True

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import importlib
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from theorems import THEOREMS
 from theorems.base import RunContext
