@@ -71,6 +71,10 @@ class NativeOps(NumpyOps):
             out = x @ W.T
         return self._a(out)
 
+    def linears(self, x, Ws):
+        """One product per matrix (stacking would mix dense weights of the format into a scipy matrix)."""
+        return [self.linear(x, W) for W in Ws]
+
     def affine(self, x, W, b):
         return self._a(self.linear(x, W) + self._a(b))  # matmul (rounded), then the bias add (rounded)
 
