@@ -79,27 +79,35 @@ def linear_scan(theorem_id: str, dtype: str, axis: str, fixed: dict[str, int], s
     SCAN_SECONDS seconds); the notes say which, list the sizes scanned, and whether every scanned size below
     the answer was checked over all its inputs.
     """
-    t0, scanned, all_exhaustive = time.perf_counter(), [], True
+    t0, scanned, all_exhaustive, errors = time.perf_counter(), [], True, []
     size = start
     while size <= cap:
         rec = probe(size)
         scanned.append(size)
         hit = rec if rec.verdict is Verdict.FALSIFIED else None
-        sw = None if hit is not None else sweep(theorem_id, {**fixed, axis: size}, dtype)
+        sw = None
+        if hit is None:
+            try:
+                sw = sweep(theorem_id, {**fixed, axis: size}, dtype)
+            except Exception as e:  # noqa: BLE001 - reported in the notes; the size counts as not fully checked
+                errors.append(f"{axis}={size}: {type(e).__name__}: {e}")
         if hit is None and sw is not None and sw["confirmed"]:
             hit = _record_of(sw, theorem_id, dtype, {**fixed, axis: size})
             say(f"  {theorem_id} {dtype} {axis}={size} adversarial sweep: counterexample ({sw['counterexample']['execution']})")
         if hit is not None:
-            return size, hit, _notes(scanned, all_exhaustive, "a counterexample was found")
+            return size, hit, _notes(scanned, all_exhaustive, errors, "a counterexample was found")
         all_exhaustive = all_exhaustive and sw is not None and sw["exhaustive"]
         if len(scanned) >= SCAN_SIZES or time.perf_counter() - t0 > SCAN_SECONDS:
-            return None, None, _notes(scanned, all_exhaustive, "budget of the linear scan reached")
+            return None, None, _notes(scanned, all_exhaustive, errors, "budget of the linear scan reached")
         size += 1
-    return None, None, _notes(scanned, all_exhaustive, "search cap reached")
+    return None, None, _notes(scanned, all_exhaustive, errors, "search cap reached")
 
 
-def _notes(scanned: list[int], exhaustive: bool, stop: str) -> dict[str, Any]:
-    return {"sizes_scanned": scanned, "every_input_below": exhaustive, "stopped": stop}
+def _notes(scanned: list[int], exhaustive: bool, errors: list[str], stop: str) -> dict[str, Any]:
+    out = {"sizes_scanned": scanned, "every_input_below": exhaustive, "stopped": stop}
+    if errors:
+        out["sweep_errors"] = errors
+    return out
 
 
 def _record_of(sw: dict[str, Any], theorem_id: str, dtype: str, params: dict[str, int]) -> Record:
