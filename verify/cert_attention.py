@@ -127,7 +127,8 @@ def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
         for j, p in enumerate(fixed):  # a fixed position's key differs per row
             s = I.dot_rows(Q, _project_rows(E_rows[j], P[p], head.W_K, ex), ex)
             S[0][:, p], S[1][:, p] = s
-        S = I.exec_round(I.scale(S, head.scale), ex)
+        # executed: fl(dots * fl(scale)); numpy rounds a Python scale to the array's format first, one more u
+        S = I.exec_round(I.exec_round(I.scale(S, head.scale), ex), ex)
         A_all.append(I.softmax(S, visible, ex))
         F_all.append(I.chain_product([W1, head.W_O, head.W_V]))
 

@@ -7,6 +7,13 @@ on K seeded samples), tracks the minimum decode margin (target logit minus the
 best other logit; a tie or NaN is a failure), and re-runs the first failure
 through a second code path (incremental greedy generation with a key/value
 cache) before calling the claim FALSIFIED.
+
+In float32, float16 and bfloat16 every input runs in two executions of the
+format's class (verify/executions.py; docs/certificates.md, "Execution
+classes"): numpy arrays of that dtype with numpy's own matmul, then the bias
+add, and the fused execution (each affine map rounded once). The verdict
+passes only when both pass; a failure in either is confirmed in that same
+execution, and the record names the executions.
 """
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ import numpy as np
 from constructions.io import weights_sha256 as model_sha256
 from constructions.model import Model
 from verify.arith import NumpyOps
-from verify.dtypes import executor
+from verify.executions import Execution, describe, executions
 from verify.forward import forward
 from verify.parallel import default_workers, ordered_map
 from verify.verdict import Coverage, Record, Verdict
@@ -125,45 +132,74 @@ def check_decoding(
                       weights_sha256=weights_sha256,
                       reason="non-causal attention: greedy generation recomputes every prefix, so one "
                              "teacher-forced pass does not decide it")
-    m, ops = executor(model, dtype)
+    execs = executions(model, dtype)
     exhaustive = problem.total <= exhaustive_limit
     workers = workers or default_workers()
-    bs = batch_size_for(m, problem.positions_per_input, workers)
+    bs = batch_size_for(execs[0].model, problem.positions_per_input, workers)
     goal = problem.total if exhaustive else problem.sample_count(samples)
     batches = problem.exhaustive(bs) if exhaustive else problem.sampled(samples, seed, bs)
-    tally = _Tally()
+    tallies = [_Tally() for _ in execs]
+    failing_any = 0
 
-    def margins_of(batch: Batch) -> tuple[np.ndarray, np.ndarray]:
-        logits = np.asarray(forward(m, batch.tokens, batch.soft, ops=ops, outputs_at=batch.positions).logits,
-                            dtype=np.float64)
-        return decode_margins(logits, batch.expected), np.abs(logits).max(axis=-1)
+    def margins_of(batch: Batch) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [_margins(e, batch) for e in execs]
 
-    for batch, (margins, scales) in ordered_map(margins_of, batches, workers):
-        tally.add(batch, margins, min_margin, scales)
+    for batch, per_exec in ordered_map(margins_of, batches, workers):
+        bad_any = np.zeros(len(batch.items), dtype=bool)
+        for e, tally, (margins, scales) in zip(execs, tallies, per_exec):
+            tally.add(batch, margins, min_margin, scales)
+            if not e.diagnostic:
+                bad_any |= (~(margins > 0) | (margins < min_margin)).any(axis=1)
+        failing_any += int(bad_any.sum())
         if progress is not None:
-            progress(tally.seen, goal)
+            progress(tallies[0].seen, goal)
 
-    method = f"teacher-forced pass, {'exhaustive' if exhaustive else problem.sampling(samples)}"
+    method = f"teacher-forced pass, {'exhaustive' if exhaustive else problem.sampling(samples)}; {describe(execs)}"
+    deciding = [(e, t) for e, t in zip(execs, tallies) if not e.diagnostic]
     common = dict(
-        claim=claim, obligation="decode", method=method, arithmetic=f"numpy {dtype}", params=params,
-        coverage=Coverage(tally.seen, problem.total, problem.form), min_margin=tally.min_margin,
+        claim=claim, obligation="decode", method=method, arithmetic=_arithmetic(dtype, execs), params=params,
+        coverage=Coverage(tallies[0].seen, problem.total, problem.form), min_margin=_lowest(t for _, t in deciding),
         seed=None if exhaustive else seed, dtype=dtype, weights_sha256=weights_sha256,
-        details={"failing_inputs": tally.failures},
+        details={"failing_inputs": failing_any, "executions": _per_execution(execs, tallies)},
     )
-    if tally.first is None:
+    failed = [(e, t) for e, t in deciding if t.first is not None]
+    if not failed:
         verdict = Verdict.CHECKED if exhaustive else Verdict.SAMPLED
         return Record(verdict=verdict, seconds=time.perf_counter() - t0, **common)
 
+    e, tally = failed[0]
     item, position, margin = tally.first
     counterexample = problem.describe(item)
-    counterexample.update(failing_position=position, teacher_forced_margin=margin)
-    counterexample["confirmation"] = confirm(problem, m, ops, item, position, margin, tally.first_scale, dtype,
-                                             min_margin)
+    counterexample.update(failing_position=position, teacher_forced_margin=margin, execution=e.name)
+    counterexample["confirmation"] = confirm(problem, e.model, e.ops, item, position, margin, tally.first_scale,
+                                             dtype, min_margin)
     second = counterexample["confirmation"]
     verdict = Verdict.FALSIFIED if second["fails"] else Verdict.ERROR
-    reason = None if second["fails"] else "incremental generation disagrees with the teacher-forced pass"
+    reason = None if second["fails"] else f"incremental generation disagrees with the teacher-forced pass ({e.name})"
     return Record(verdict=verdict, reason=reason, counterexample=counterexample,
                   seconds=time.perf_counter() - t0, **common)
+
+
+def _margins(e: Execution, batch: Batch) -> tuple[np.ndarray, np.ndarray]:
+    """Decode margins (B, c) of one execution on a batch (computed exactly in float64 from the format's logits),
+    and the largest |logit| at each decision."""
+    logits = np.asarray(forward(e.model, batch.tokens, batch.soft, ops=e.ops, outputs_at=batch.positions).logits,
+                        dtype=np.float64)
+    return decode_margins(logits, batch.expected), np.abs(logits).max(axis=-1)
+
+
+def _lowest(tallies: Any) -> float:
+    values = [t.min_margin for t in tallies]
+    return math.nan if any(math.isnan(v) for v in values) else min(values)
+
+
+def _arithmetic(dtype: str, execs: list[Execution]) -> str:
+    return f"numpy {dtype}" if len(execs) == 1 else f"{dtype}: " + " and ".join(e.name for e in execs)
+
+
+def _per_execution(execs: list[Execution], tallies: list[_Tally]) -> dict[str, dict[str, Any]]:
+    return {e.name: {"min_margin": t.min_margin, "failing_inputs": t.failures,
+                     "role": "diagnostic" if e.diagnostic else "decides the verdict"} for e, t in zip(execs, tallies)}
 
 
 ROUNDING_AGREEMENT = 16  # multiples of eps x |logit| within which two executions' margins agree
@@ -204,24 +240,26 @@ def evaluate_boxes(model: Model, problem: DecodeProblem, boxes: list[tuple[int, 
                    min_margin: float = 0.0, per_box: int = 8, seed: int = 0) -> dict[str, Any]:
     """Run concrete inputs from each (row, value) box: the smallest margin at the boxes' decisions, the number
     of inputs, and the first failure (confirmed by incremental generation), or None."""
-    m, ops = executor(model, dtype)
+    execs = [e for e in executions(model, dtype) if not e.diagnostic]
     rng = np.random.default_rng(seed)
     lowest, count = math.inf, 0
     for row, y in boxes:
         batch = problem.batch_of(problem.box_inputs(row, y, rng, per_box))
         at = batch.positions[batch.positions == problem.position_of(row)]
         batch = Batch(batch.soft, batch.tokens, batch.expected[:, np.isin(batch.positions, at)], at, batch.items)
-        logits = forward(m, batch.tokens, batch.soft, ops=ops, outputs_at=batch.positions).logits
-        tally = _Tally()
-        logits = np.asarray(logits, dtype=np.float64)
-        tally.add(batch, decode_margins(logits, batch.expected), min_margin, np.abs(logits).max(axis=-1))
-        lowest, count = min(lowest, tally.min_margin), count + tally.seen
-        if tally.first is None:
-            continue
-        item, position, margin = tally.first
-        counterexample = problem.describe(item)
-        counterexample.update(failing_position=position, teacher_forced_margin=margin, box={"row": row, "value": y})
-        counterexample["confirmation"] = confirm(problem, m, ops, item, position, margin, tally.first_scale, dtype,
-                                                 min_margin)
-        return {"min_margin": lowest, "inputs": count, "counterexample": counterexample}
+        count += len(batch.items)
+        for e in execs:
+            tally = _Tally()
+            margins, scales = _margins(e, batch)
+            tally.add(batch, margins, min_margin, scales)
+            lowest = min(lowest, tally.min_margin) if not math.isnan(tally.min_margin) else math.nan
+            if tally.first is None:
+                continue
+            item, position, margin = tally.first
+            counterexample = problem.describe(item)
+            counterexample.update(failing_position=position, teacher_forced_margin=margin,
+                                  box={"row": row, "value": y}, execution=e.name)
+            counterexample["confirmation"] = confirm(problem, e.model, e.ops, item, position, margin,
+                                                     tally.first_scale, dtype, min_margin)
+            return {"min_margin": lowest, "inputs": count, "counterexample": counterexample}
     return {"min_margin": lowest, "inputs": count, "counterexample": None}

@@ -2,10 +2,12 @@
 
 float16 and float32 come from numpy, bfloat16 from ml_dtypes. `round_model`
 gives the model a framework would run after casting its weights (the float64
-values of the rounded weights). `EmulatedOps` executes the forward pass with
-every operation's result rounded to the format: each product is formed in
-float64 and rounded once, which is one of the executions the certificate's
-model of that format allows (docs/certificates.md).
+values of the rounded weights). `EmulatedOps` is the *fused* execution: the
+forward pass in float64 with every operation's result rounded to the format
+once (an affine map x W + b is rounded once, like a fused multiply-add chain).
+It is one of the two executions the numeric checker runs; the other runs
+numpy's own kernels in the format (verify/executions.py). Both are members of
+the format's execution class (docs/certificates.md, "Execution classes").
 """
 from __future__ import annotations
 
@@ -52,7 +54,7 @@ def round_model(model: Model, name: str) -> Model:
 
 
 class EmulatedOps(NumpyOps):
-    """Forward pass in a low-precision format: float64 arithmetic, each result rounded to the format."""
+    """The fused execution of a low-precision format: float64 arithmetic, each result rounded to the format once."""
 
     def __init__(self, name: str) -> None:
         super().__init__(np.float64)
@@ -92,10 +94,10 @@ class EmulatedOps(NumpyOps):
 
 
 def executor(model: Model, name: str) -> tuple[Model, NumpyOps]:
-    """The model as a framework runs it in format `name`, and the arithmetic that runs it.
+    """The model in format `name` and the fused execution of it (float64 runs natively).
 
-    float64 runs natively. Other formats run emulated (float64 operations, each result rounded to the
-    format), so batched and incremental evaluation round identically and agree on near-ties.
+    Only one member of the format's class: the numeric checker runs `verify.executions.executions`, which
+    adds numpy's own kernels in the format.
     """
     if name == "float64":
         return materialize(model), NumpyOps(np.float64)

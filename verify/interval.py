@@ -13,8 +13,10 @@ plus n * ETA for underflow, where u = 2^-53 and ETA = 2^-1074.
 `Exec` describes the arithmetic of the computation being certified (not ours):
 real arithmetic (u = 0), or a floating-point format whose every operation has
 relative error <= u (dot products gamma_n(u)), absolute underflow error
-<= eta, and exp error <= exp_ulps * u relative. The enclosures then contain
-every execution allowed by that model.
+<= eta, and exp error <= exp_ulps * u relative (+ eta). The enclosures then
+contain every execution allowed by that model (docs/certificates.md,
+"Execution classes"). `exec_for` measures the format's exp before it returns
+(verify/exp_check.py) and raises when the measurement exceeds the bound.
 
 Assumptions checked by `check_environment` at start-up: subnormals exist (no
 flush-to-zero), also inside BLAS products, and numpy's exp agrees with arb on
@@ -66,7 +68,7 @@ class Exec:
     name: str
     u: float  # relative error of one operation (0: exact real arithmetic)
     eta: float  # absolute error from underflow, per operation
-    exp_ulps: float = 2.0  # exp error, in units of u (relative)
+    exp_ulps: float = 8.0  # executed exp's relative error bound, in units of u (exp_check.EXP_BOUND_U)
     max_value: float = float("inf")  # largest finite value (overflow limit)
 
     @property
@@ -81,7 +83,12 @@ REAL = Exec("real arithmetic", 0.0, 0.0, 0.0)
 
 
 def exec_for(dtype_name: str) -> Exec:
-    """The execution model of a floating-point format (round to nearest, gradual underflow)."""
+    """The execution model of a floating-point format (round to nearest, gradual underflow).
+
+    exp is trusted to EXP_BOUND_U[format] u + eta (4 ulp of float64 and float32, 1 ulp of float16 and
+    bfloat16), only after numpy's exp in that format has been measured within it on this machine
+    (verify/exp_check.py; raises ExpAccuracyError otherwise).
+    """
     table = {
         "float64": (2.0**-53, 2.0**-1074, float(np.finfo(np.float64).max)),
         "float32": (2.0**-24, 2.0**-149, float(np.finfo(np.float32).max)),
@@ -90,8 +97,11 @@ def exec_for(dtype_name: str) -> Exec:
     }
     if dtype_name not in table:
         raise ValueError(f"unknown dtype {dtype_name!r}; choose from {', '.join(table)}")
+    from verify.exp_check import EXP_BOUND_U, check_exp
+
+    check_exp(dtype_name)
     u, eta, big = table[dtype_name]
-    return Exec(f"{dtype_name} execution", u, eta, 2.0, big)
+    return Exec(f"{dtype_name} execution", u, eta, EXP_BOUND_U[dtype_name], big)
 
 
 # ------------------------------------------------------------------ construction

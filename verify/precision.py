@@ -9,12 +9,16 @@ that is not, and what happens there: FALSIFIED (a concrete input, run in the
 emulated format, decodes wrongly, confirmed by incremental generation) or
 UNKNOWN (the certificate fails and no counterexample was found).
 
-Sizes are searched by doubling, then bisection between the last certified and
-the first failing size. From there on a second search (doubling, bisection)
-looks for the smallest size with a confirmed counterexample: between the two
-the worst-case rounding model cannot certify, yet no input was seen to fail.
-Neither property is proven monotone in the size, so sizes between the probes
-are not all checked; the probes are listed in the JSON report.
+The certified frontier is searched by doubling, then bisection between the
+last certified and the first failing size; certification is not proven
+monotone in the size, so sizes between those probes are not all certified.
+Above it every size is scanned in turn for a counterexample
+(verify/precision_scan.py) under every execution the format names
+(verify/executions.py: numpy's own kernels, and the fused execution). The
+first size with one is reported as the *first counterexample* when every size
+scanned below it was checked over all its inputs, else as the *smallest found*;
+the sizes scanned are listed. When the linear scan's budget runs out, doubling
+and bisection continue, and the answer is "smallest found" too.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from typing import Any, Callable
 
 from theorems import THEOREMS
 from theorems.base import RunContext
+from verify.precision_scan import linear_scan
 from verify.runner import run_obligation
 from verify.verdict import Record, Verdict
 
@@ -40,6 +45,12 @@ class Frontier:
     probes: list[tuple[int, str]] = field(default_factory=list)
     first_falsified: int | None = None  # smallest size probed with a confirmed counterexample
     falsified_record: Record | None = None
+    scan: dict[str, Any] = field(default_factory=dict)  # how first_falsified was searched (precision_scan)
+
+    @property
+    def falsified_label(self) -> str:
+        """"first" when every size scanned below it was checked over all its inputs, else "smallest found"."""
+        return "first" if self.scan.get("every_input_below") and self.scan.get("linear") else "smallest found"
 
     def to_json(self) -> dict[str, Any]:
         rec = self.fail_record
@@ -49,6 +60,8 @@ class Frontier:
             "verdict_there": None if rec is None else rec.verdict_text,
             "counterexample": None if rec is None else rec.counterexample,
             "first_falsified": self.first_falsified,
+            "first_falsified_is": None if self.first_falsified is None else self.falsified_label,
+            "counterexample_scan": self.scan,
             "falsified_counterexample": None if self.falsified_record is None else self.falsified_record.counterexample,
             "probes": [{"size": s, "verdict": v} for s, v in self.probes],
         }
@@ -122,9 +135,16 @@ def frontier(theorem_id: str, dtype: str, axis: str, fixed: dict[str, int], cap:
         lambda n: _probe(out, theorem_id, dtype, axis, fixed, n, False, say), 2 if axis == "V" else 1, None, cap,
         lambda rec: rec.verdict is not Verdict.CERTIFIED)
     if out.first_fail is not None:
-        _, out.first_falsified, out.falsified_record = _search(
-            lambda n: _probe(out, theorem_id, dtype, axis, fixed, n, True, say), out.first_fail, out.largest_ok, cap,
-            lambda rec: rec.verdict is Verdict.FALSIFIED)
+        search = lambda n: _probe(out, theorem_id, dtype, axis, fixed, n, True, say)
+        out.first_falsified, out.falsified_record, out.scan = linear_scan(
+            theorem_id, dtype, axis, fixed, out.first_fail, cap, search, say)
+        out.scan["linear"] = True
+        if out.first_falsified is None and out.scan["sizes_scanned"] and out.scan["sizes_scanned"][-1] < cap:
+            last = out.scan["sizes_scanned"][-1]
+            _, out.first_falsified, out.falsified_record = _search(search, min(2 * last, cap), last, cap,
+                                                                   lambda rec: rec.verdict is Verdict.FALSIFIED)
+            out.scan["linear"] = False
+            out.scan["then"] = "doubling and bisection above the linear scan (sizes in between not all checked)"
     return out
 
 
@@ -140,7 +160,7 @@ def render(theorem_id: str, report: dict[str, list[Frontier]]) -> str:
     lines = [f"Precision report for {theorem_id}: weights, encodings, activations and accumulations rounded to the "
              "format (docs/certificates.md)", ""]
     head = ("format", "axis", "fixed", "largest certified", "first not certified", "first counterexample",
-            "verdict at first not certified")
+            "scanned", "verdict at first not certified")
     rows = [head]
     for dtype, frontiers in report.items():
         for f in frontiers:
@@ -149,7 +169,9 @@ def render(theorem_id: str, report: dict[str, list[Frontier]]) -> str:
             largest = "-" if f.largest_ok is None else (f">= {cap} (search cap)" if f.first_fail is None
                                                         and f.largest_ok == cap else str(f.largest_ok))
             rows.append((dtype, f.axis, fixed, largest, "-" if f.first_fail is None else str(f.first_fail),
-                         "-" if f.first_falsified is None else str(f.first_falsified),
+                         "-" if f.first_falsified is None else
+                         (str(f.first_falsified) if f.falsified_label == "first" else f"{f.first_falsified} (smallest found)"),
+                         _scanned(f.scan),
                          "-" if f.fail_record is None else _short(f.fail_record.verdict_text, 70)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
@@ -160,9 +182,22 @@ def render(theorem_id: str, report: dict[str, list[Frontier]]) -> str:
             if rec is not None and rec.counterexample:
                 ce = rec.counterexample
                 what = {k: _short(ce[k]) for k in ("target", "map", "input", "expected", "failing_position") if k in ce}
-                lines.append(f"  {dtype} {f.axis}={f.first_falsified}: counterexample {what}; confirmed by "
+                lines.append(f"  {dtype} {f.axis}={f.first_falsified}: counterexample {what} in "
+                             f"{ce.get('execution', dtype)}; confirmed by "
                              f"{ce['confirmation']['method']} -> {ce['confirmation'].get('generated')!r}")
+    lines += ["", "first counterexample: a linear scan of every size above the certified frontier, each size run by "
+              "the certificate's counterexample search and an adversarial sweep of every (row, value) box, in every "
+              "execution the format names (numpy's own kernels, and fused rounding). \"smallest found\": some size "
+              "scanned below it was not checked over all its inputs, so it is not proven the first."]
     return "\n".join(lines)
+
+
+def _scanned(scan: dict[str, Any]) -> str:
+    sizes = scan.get("sizes_scanned") or []
+    if not sizes:
+        return "-"
+    text = f"{sizes[0]}..{sizes[-1]}" if sizes == list(range(sizes[0], sizes[-1] + 1)) else ",".join(map(str, sizes))
+    return text + ("" if scan.get("linear", True) else " then doubling")
 
 
 def _short(value: Any, limit: int = 60) -> Any:
