@@ -17,16 +17,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 
-from constructions.model import materialize  # noqa: E402
-from constructions.theorem1 import Theorem1  # noqa: E402
-from constructions.theorem2 import Theorem2  # noqa: E402
-from theorems import theorem1, theorem2  # noqa: E402
-from theorems.base import RunContext  # noqa: E402
-from theorems.decode import run_decode  # noqa: E402
-from theorems.encoding import LookupEncoding  # noqa: E402
-from verify.certify import certify_lookup  # noqa: E402
-from verify.claims import theorem1_rows, theorem2_rows  # noqa: E402
-from verify.interval import exec_for  # noqa: E402
+from prefixproof.constructions.model import materialize  # noqa: E402
+from prefixproof.constructions.theorem1 import Theorem1  # noqa: E402
+from prefixproof.constructions.theorem2 import Theorem2  # noqa: E402
+from prefixproof.theorems import theorem1, theorem2  # noqa: E402
+from prefixproof.theorems.base import RunContext  # noqa: E402
+from prefixproof.theorems.ladder import run_decode  # noqa: E402
+from prefixproof.theorems.encoding import LookupEncoding  # noqa: E402
+from prefixproof.verify.certify.lookup import certify_lookup  # noqa: E402
+from prefixproof.verify.certify.lookup_rows import theorem1_rows, theorem2_rows  # noqa: E402
+from prefixproof.verify.certify.interval import exec_for  # noqa: E402
 
 CASES = [
     ("Theorem 1", "V=95, N=20 (all 95^20 targets)", 1.0, lambda: Theorem1(95, 20), "target"),

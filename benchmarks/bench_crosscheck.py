@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import describe_machine  # noqa: E402
 
-from verify.cli import main  # noqa: E402
+from prefixproof.cli import main  # noqa: E402
 
 
 def main_() -> int:

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from machine import describe_machine  # noqa: E402
 
-from verify.fuzz_props import PROPERTIES  # noqa: E402
-from verify.fuzz_runner import Plan, fuzz  # noqa: E402
+from prefixproof.verify.identities.properties import PROPERTIES  # noqa: E402
+from prefixproof.verify.identities.runner import Plan, fuzz  # noqa: E402
 
 
 def load() -> str:

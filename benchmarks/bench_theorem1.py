@@ -20,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe_machine  # noqa: E402
 from naive import naive_generate  # noqa: E402
 
-from constructions.model import materialize  # noqa: E402
-from constructions.theorem1 import Theorem1  # noqa: E402
-from theorems.theorem1 import Theorem1Inputs  # noqa: E402
-from verify.checker import check_decoding  # noqa: E402
-from verify.generate import generate, generate_many  # noqa: E402
-from verify.verdict import Verdict  # noqa: E402
+from prefixproof.constructions.model import materialize  # noqa: E402
+from prefixproof.constructions.theorem1 import Theorem1  # noqa: E402
+from prefixproof.theorems.theorem1 import Theorem1Inputs  # noqa: E402
+from prefixproof.verify.numeric.decoding import check_decoding  # noqa: E402
+from prefixproof.verify.semantics.generate import generate, generate_many  # noqa: E402
+from prefixproof.verify.verdict import Verdict  # noqa: E402
 
 
 def best_of(fn, repeats: int = 3) -> float:

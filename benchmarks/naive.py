@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from constructions.model import Model, materialize
+from prefixproof.constructions.model import Model, materialize
 
 
 def _dense(w):

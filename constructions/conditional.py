@@ -33,11 +33,11 @@ from typing import Sequence
 
 import numpy as np
 
-from constructions.alphabet import PRINTABLE_ASCII
-from constructions.basis import Space, Wiring, one_hot_tokens, position_rows
-from constructions.lookup import anchor_head, lookup_mlp
-from constructions.model import Head, Layer, Model, ParameterError, Vocab
-from constructions.scales import lookup_margin_bound, lookup_scale
+from prefixproof.constructions.alphabet import PRINTABLE_ASCII
+from prefixproof.constructions.basis import Space, Wiring, one_hot_tokens, position_rows
+from prefixproof.constructions.lookup import anchor_head, lookup_mlp
+from prefixproof.constructions.model import Head, Layer, Model, ParameterError, Vocab
+from prefixproof.constructions.scales import lookup_margin_bound, lookup_scale
 
 NAME = "conditional"
 MAX_TABLE = 1 << 22  # V^L coordinates per virtual token

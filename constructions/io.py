@@ -17,8 +17,8 @@ import scipy.sparse as sp
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
-from constructions.basis import ExactArray, Space
-from constructions.model import Dense, Head, Layer, LayerNorm, Model, ModelError, Vocab, materialize
+from prefixproof.constructions.basis import ExactArray, Space
+from prefixproof.constructions.model import Dense, Head, Layer, LayerNorm, Model, ModelError, Vocab, materialize
 
 FORMAT = "prefixproof-model"
 FORMAT_VERSION = 1

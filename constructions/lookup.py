@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from constructions.basis import ExactArray, Space, Wiring, exact_vector
-from constructions.model import Dense, Head
+from prefixproof.constructions.basis import ExactArray, Space, Wiring, exact_vector
+from prefixproof.constructions.model import Dense, Head
 
 
 def anchor_head(

@@ -4,7 +4,7 @@ A model is an embedding, a stack of layers and an optional unembedding. Every
 matrix acts on column vectors (``y = W x``). A construction builds its weights
 exactly (`ExactArray`); `materialize` rounds them once to float64, dense or
 `scipy.sparse.csr_array`, which is what files hold and evaluators run. The semantics that evaluates it lives in
-``verify/forward.py`` and is documented in ``docs/semantics.md``.
+``verify/semantics/forward.py`` and is documented in ``docs/semantics.md``.
 
 Nothing here computes a forward pass. Constructors validate shapes, finiteness
 and the residual-flag constraints, and raise `ModelError` with a message that
@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import scipy.sparse as sp
 
-from constructions.basis import ExactArray, Space
+from prefixproof.constructions.basis import ExactArray, Space
 
 # A weight is exact (a construction's mathematical values) or floating point
 # (what files hold and what the numeric evaluators run).

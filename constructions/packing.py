@@ -36,10 +36,10 @@ import math
 
 import numpy as np
 
-from constructions.basis import ExactArray, Space, Wiring, exact_vector, one_hot_tokens, position_rows
-from constructions.lookup import anchor_head
-from constructions.model import Dense, Layer, Model, ParameterError, Vocab
-from constructions.scales import SCALE_GRID
+from prefixproof.constructions.basis import ExactArray, Space, Wiring, exact_vector, one_hot_tokens, position_rows
+from prefixproof.constructions.lookup import anchor_head
+from prefixproof.constructions.model import Dense, Layer, Model, ParameterError, Vocab
+from prefixproof.constructions.scales import SCALE_GRID
 
 NAME = "packing"
 MAX_DIGITS = 4096  # D = V^(L-1) digit stages at most

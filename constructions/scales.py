@@ -27,7 +27,7 @@ the scale is an exact binary float (no rounding in the weights) and is derived,
 never tuned.
 
 The threshold 4 V (L+1) m is not a constant chosen here: the leakage lemma
-(verify/symbolic_leakage.py) derives it from the softmax definition, in both
+(verify/symbolic/leakage.py) derives it from the softmax definition, in both
 directions, and the verifier evaluates the lemma's own threshold at each
 instance. `leakage_threshold` is the same formula for this layer (which may not
 import verify/); tests/test_lemma_mutations.py checks that the two agree, so a

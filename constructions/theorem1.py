@@ -35,11 +35,11 @@ from typing import Sequence
 
 import numpy as np
 
-from constructions.alphabet import PRINTABLE_ASCII
-from constructions.basis import ExactArray, Space, position_rows
-from constructions.lookup import anchor_head, lookup_mlp, match_head
-from constructions.model import Layer, Model, ParameterError, Vocab
-from constructions.scales import lookup_margin_bound, lookup_scale
+from prefixproof.constructions.alphabet import PRINTABLE_ASCII
+from prefixproof.constructions.basis import ExactArray, Space, position_rows
+from prefixproof.constructions.lookup import anchor_head, lookup_mlp, match_head
+from prefixproof.constructions.model import Layer, Model, ParameterError, Vocab
+from prefixproof.constructions.scales import lookup_margin_bound, lookup_scale
 
 NAME = "theorem1"
 

@@ -34,11 +34,11 @@ from typing import Sequence
 
 import numpy as np
 
-from constructions.alphabet import PRINTABLE_ASCII
-from constructions.basis import ExactArray, Space, one_hot_tokens, position_rows
-from constructions.lookup import anchor_head, lookup_mlp
-from constructions.model import Layer, Model, ParameterError, Vocab
-from constructions.scales import lookup_margin_bound, lookup_scale
+from prefixproof.constructions.alphabet import PRINTABLE_ASCII
+from prefixproof.constructions.basis import ExactArray, Space, one_hot_tokens, position_rows
+from prefixproof.constructions.lookup import anchor_head, lookup_mlp
+from prefixproof.constructions.model import Layer, Model, ParameterError, Vocab
+from prefixproof.constructions.scales import lookup_margin_bound, lookup_scale
 
 NAME = "theorem2"
 

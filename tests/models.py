@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from constructions.basis import Space
-from constructions.model import Dense, Head, Layer, LayerNorm, Model, Vocab
+from prefixproof.constructions.basis import Space
+from prefixproof.constructions.model import Dense, Head, Layer, LayerNorm, Model, Vocab
 
 
 def random_model(

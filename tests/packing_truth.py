@@ -1,6 +1,6 @@
 """Ground truth for the packing soundness tests: a plain numpy forward written from docs/semantics.md alone.
 
-It shares no code with the certificate or with verify/forward.py: embedding plus positions, causal softmax
+It shares no code with the certificate or with verify/semantics/forward.py: embedding plus positions, causal softmax
 attention per head at the answer position, the ReLU MLP, argmax. Used to decide whether an edited model
 is really broken (some map and input decodes wrongly) and what its true smallest margin is.
 """
@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from constructions.model import Dense, Model, materialize
+from prefixproof.constructions.model import Dense, Model, materialize
 
 
 def _arr(w) -> np.ndarray:

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from constructions.basis import ExactArray, Space, Wiring, exact_vector
-from constructions.io import space_from_json, space_to_json
-from constructions.model import Dense, Head, ModelError, materialize
-from constructions.theorem1 import Theorem1
+from prefixproof.constructions.basis import ExactArray, Space, Wiring, exact_vector
+from prefixproof.constructions.io import space_from_json, space_to_json
+from prefixproof.constructions.model import Dense, Head, ModelError, materialize
+from prefixproof.constructions.theorem1 import Theorem1
 
 
 def test_space_labels_and_blocks():
@@ -77,7 +77,7 @@ def test_construction_blocks_are_labelled():
 
 
 def test_position_and_token_tables_are_stated_by_name():
-    from constructions.basis import named_rows, one_hot_tokens, position_rows
+    from prefixproof.constructions.basis import named_rows, one_hot_tokens, position_rows
 
     space = Space.of("s", {"one": None, "pos": 3, "tok": 2})
     P = position_rows(space, 3).to_float()

@@ -3,19 +3,19 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from constructions.model import materialize, replace_layer_flags
-from constructions.theorem1 import Theorem1
-from constructions.theorem2 import Theorem2
-from theorems.encoding import LookupEncoding
-from theorems.theorem1 import Theorem1Inputs
-from theorems.theorem2 import Theorem2Inputs
-from verify.arb import box_margin, cross_check
-from verify.certify import box_bounds, certify_lookup
-from verify.checker import decode_margins
-from verify.claims import theorem1_rows, theorem2_rows
-from verify.executions import executions
-from verify.forward import forward
-from verify.interval import REAL, exec_for
+from prefixproof.constructions.model import materialize, replace_layer_flags
+from prefixproof.constructions.theorem1 import Theorem1
+from prefixproof.constructions.theorem2 import Theorem2
+from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.theorem1 import Theorem1Inputs
+from prefixproof.theorems.theorem2 import Theorem2Inputs
+from prefixproof.verify.exact.arb import box_margin, cross_check
+from prefixproof.verify.certify.lookup import box_bounds, certify_lookup
+from prefixproof.verify.numeric.decoding import decode_margins
+from prefixproof.verify.certify.lookup_rows import theorem1_rows, theorem2_rows
+from prefixproof.verify.semantics.executions import executions
+from prefixproof.verify.semantics.forward import forward
+from prefixproof.verify.certify.interval import REAL, exec_for
 
 from models import random_lookup_model
 
@@ -56,7 +56,7 @@ def test_box_bounds_are_sound_on_random_models(seed, V, N):
        dtype=st.sampled_from(["float32", "float16", "bfloat16"]))
 def test_low_precision_box_bounds_cover_numpy_and_fused_execution(seed, V, N, dtype):
     """The certificate's bounds in a format hold for numpy's own kernels in it and for fused rounding."""
-    from verify.dtypes import round_model
+    from prefixproof.verify.semantics.formats import round_model
 
     rng = np.random.default_rng(seed)
     model = random_lookup_model(rng, V=V, N=N)
@@ -149,7 +149,7 @@ def test_low_precision_bounds_cover_emulated_execution(dtype, V):
     c = Theorem2(V)
     model = materialize(c.model())
     enc = LookupEncoding.of(model, "map")
-    from verify.dtypes import round_model
+    from prefixproof.verify.semantics.formats import round_model
 
     run = round_model(model, dtype)
     claim = theorem2_rows(enc.payload, V, dtype)

@@ -2,14 +2,14 @@
 import numpy as np
 import pytest
 
-from constructions.theorem1 import Theorem1
-from theorems.encoding import LookupEncoding
-from theorems.base import Obligation, Param, RunContext, Theorem
-from theorems.theorem1 import Theorem1Inputs
-from verify.checker import check_decoding, decode_margins
-from verify.report import ClaimResult, exit_status, table, to_json
-from verify.runner import run_theorem
-from verify.verdict import Coverage, Record, Verdict, weakest
+from prefixproof.constructions.theorem1 import Theorem1
+from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.base import Obligation, Param, RunContext, Theorem
+from prefixproof.theorems.theorem1 import Theorem1Inputs
+from prefixproof.verify.numeric.decoding import check_decoding, decode_margins
+from prefixproof.report import ClaimResult, exit_status, table, to_json
+from prefixproof.theorems.runner import run_theorem
+from prefixproof.verify.verdict import Coverage, Record, Verdict, weakest
 
 
 def test_decode_margins_counts_ties_and_nan_as_failures():

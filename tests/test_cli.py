@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from verify.cli import main
+from prefixproof.cli import main
 
 
 def run(capsys, *argv):
@@ -171,14 +171,14 @@ def test_generate_map_without_input_is_usage_error(capsys, tmp_path):
 
 
 def test_console_script_never_prints_a_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "verify.cli", "build", "theorem1", "--target", "\x01",
+    proc = subprocess.run([sys.executable, "-m", "prefixproof.cli", "build", "theorem1", "--target", "\x01",
                            "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("prefixproof: error:") and "Traceback" not in proc.stderr
 
 
 def test_exception_inside_an_evaluator_exits_nonzero_with_error(capsys, monkeypatch):
-    import verify.certify as certify
+    import prefixproof.verify.certify.lookup as certify
 
     def broken(*args, **kwargs):
         raise FloatingPointError("injected failure inside the interval evaluator")
@@ -197,7 +197,7 @@ def test_default_verify_runs_every_claim_and_reports_json(capsys, tmp_path):
     code, out, _ = run(capsys, "verify", "--json", str(report))
     doc = json.loads(report.read_text())
     assert code == 0 and doc["exit_status"] == 0
-    from theorems import THEOREMS
+    from prefixproof.theorems import THEOREMS
 
     assert [c["claim"] for c in doc["claims"]] == list(THEOREMS)
     for c in doc["claims"]:

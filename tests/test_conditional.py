@@ -6,18 +6,18 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from constructions.conditional import Conditional
-from constructions.model import materialize
-from theorems import THEOREMS
-from theorems.base import RunContext
-from theorems.conditional import ConditionalInputs, conditional_rows
-from theorems.encoding import LookupEncoding
-from verify.certify import certify_lookup
-from verify.checker import check_decoding, decode_margins
-from verify.cli import main
-from verify.forward import forward
-from verify.interval import exec_for
-from verify.verdict import Verdict
+from prefixproof.constructions.conditional import Conditional
+from prefixproof.constructions.model import materialize
+from prefixproof.theorems import THEOREMS
+from prefixproof.theorems.base import RunContext
+from prefixproof.theorems.conditional import ConditionalInputs, conditional_rows
+from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.verify.certify.lookup import certify_lookup
+from prefixproof.verify.numeric.decoding import check_decoding, decode_margins
+from prefixproof.cli import main
+from prefixproof.verify.semantics.forward import forward
+from prefixproof.verify.certify.interval import exec_for
+from prefixproof.verify.verdict import Verdict
 
 from conftest import margin_tolerance
 

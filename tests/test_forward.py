@@ -4,10 +4,10 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, strategies as st
 
-from constructions.model import map_weights
-from verify.arith import NumpyOps, cast_model
-from verify.forward import Prefix, embed, forward, new_caches, run_layers
-from verify.generate import generate, top_margin
+from prefixproof.constructions.model import map_weights
+from prefixproof.verify.semantics.ops import NumpyOps, cast_model
+from prefixproof.verify.semantics.forward import Prefix, embed, forward, new_caches, run_layers
+from prefixproof.verify.semantics.generate import generate, top_margin
 
 from conftest import margin_tolerance
 from models import random_model

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from verify import cmd_fuzz
-from verify.cli import main
-from verify.fuzz_runner import Plan, Stats, fuzz, run_chunk
+from prefixproof.commands import fuzz as cmd_fuzz
+from prefixproof.cli import main
+from prefixproof.verify.identities.runner import Plan, Stats, fuzz, run_chunk
 
 
 def run(capsys, *argv):
@@ -62,7 +62,7 @@ def test_a_failure_is_shrunk_saved_and_replayed(capsys, tmp_path):
 
 
 def test_random_engine_runs_and_shrinks_greedily(capsys, tmp_path):
-    from verify.fuzz_runner import run_random_chunk
+    from prefixproof.verify.identities.runner import run_random_chunk
 
     code, out, _ = run(capsys, "fuzz", "--engine", "random", "--examples", "30", "--no-controls", "--workers", "1")
     assert code == 0 and "no counterexample" in out
@@ -74,7 +74,7 @@ def test_random_engine_runs_and_shrinks_greedily(capsys, tmp_path):
 
 
 def test_an_unflagged_control_is_a_harness_error(capsys, monkeypatch):
-    import verify.fuzz_runner as fr
+    import prefixproof.verify.identities.runner as fr
 
     monkeypatch.setattr(fr, "run_control", lambda name, seed, examples=2000: Stats(examples=examples))
     code, out, _ = run(capsys, "fuzz", "--property", "prefix_rescale", "--examples", "5", "--workers", "1")
@@ -119,8 +119,8 @@ def test_bad_replay_files_are_one_line_exit_2(capsys, tmp_path, content, message
 
 
 def test_greedy_shrinker_keeps_a_case_nothing_simpler_reproduces():
-    from verify.fuzz_case import Case
-    from verify.fuzz_shrink import shrink
+    from prefixproof.verify.identities.cases import Case
+    from prefixproof.verify.identities.shrink import shrink
 
     case = Case(seed=9, layers=3, heads=2, d=5, padding=True, qk_log10=0.7)
     same, used = shrink(case, lambda c: c == case)

@@ -2,7 +2,7 @@
 import numpy as np
 from hypothesis import given, strategies as st
 
-from verify import interval as I
+from prefixproof.verify.certify import interval as I
 
 
 def boxes(rng, shape, width):

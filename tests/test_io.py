@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from constructions.io import FormatError, load_model, load_prompt, save_model, weights_sha256
-from constructions.model import materialize
-from constructions.theorem1 import Theorem1
-from constructions.theorem2 import Theorem2
-from verify.forward import forward
+from prefixproof.constructions.io import FormatError, load_model, load_prompt, save_model, weights_sha256
+from prefixproof.constructions.model import materialize
+from prefixproof.constructions.theorem1 import Theorem1
+from prefixproof.constructions.theorem2 import Theorem2
+from prefixproof.verify.semantics.forward import forward
 
 
 @pytest.fixture

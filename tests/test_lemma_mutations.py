@@ -9,15 +9,15 @@ import math
 import pytest
 import sympy as sp
 
-from theorems.base import RunContext
-from theorems.symbolic_obligations import run_leakage
-from verify.derivation import VacuousStep
-from verify.symbolic import decode_lemma, leakage_lemma, packing_lemma
-from verify import symbolic_leakage as sl, symbolic_packing as pk, symbolic_prefix as sx, symbolic_soft as ss
-from verify.symbolic_prefix import _softmax_parts, bias_lemma, rescale_lemma, soft_prefix_lemma
-from verify.symbolic_sphere import rotation_lemma
-from verify.symbolic_sums import SumFormError, same
-from verify.verdict import Verdict
+from prefixproof.theorems.base import RunContext
+from prefixproof.theorems.lookup_obligations import run_leakage
+from prefixproof.verify.symbolic.derivation import VacuousStep
+from prefixproof.verify.symbolic.lemmas import decode_lemma, leakage_lemma, packing_lemma
+from prefixproof.verify.symbolic import leakage as sl, packing as pk, prefix as sx, soft as ss
+from prefixproof.verify.symbolic.prefix import _softmax_parts, bias_lemma, rescale_lemma, soft_prefix_lemma
+from prefixproof.verify.symbolic.sphere import rotation_lemma
+from prefixproof.verify.symbolic.sums import SumFormError, same
+from prefixproof.verify.verdict import Verdict
 
 
 def _proves(make, **mutation) -> bool:
@@ -171,10 +171,10 @@ def test_index_capture_is_refused():
 def test_construction_scales_follow_the_derived_rule():
     """The constructions' scales (constructions/scales.py) meet the rule the leakage lemma derives, and the
     formula there is the lemma's own threshold; one grid step lower fails."""
-    from constructions.conditional import Conditional
-    from constructions.scales import SCALE_GRID, leakage_threshold, lookup_scale
-    from constructions.theorem1 import Theorem1
-    from constructions.theorem2 import Theorem2
+    from prefixproof.constructions.conditional import Conditional
+    from prefixproof.constructions.scales import SCALE_GRID, leakage_threshold, lookup_scale
+    from prefixproof.constructions.theorem1 import Theorem1
+    from prefixproof.constructions.theorem2 import Theorem2
 
     lem = leakage_lemma()
     for V, m, L in [(2, 1, 1), (4, 2, 1), (95, 19, 1), (7, 5, 2), (10, 3, 3), (32000, 1023, 1)]:

@@ -4,18 +4,18 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from constructions.basis import ExactArray
-from constructions.packing import Packing
-from theorems.base import RunContext
-from theorems.encoding import LookupEncoding
-from theorems.packing import THEOREM, PackingInputs
-from verify.cert_packing import analyse
-from verify.checker import check_decoding
-from verify.dtypes import round_model
-from verify.interval import exec_for
-from verify.precision import decode_at
-from verify.symbolic import packing_lemma
-from verify.verdict import Verdict
+from prefixproof.constructions.basis import ExactArray
+from prefixproof.constructions.packing import Packing
+from prefixproof.theorems.base import RunContext
+from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.packing import THEOREM, PackingInputs
+from prefixproof.verify.certify.packing import analyse
+from prefixproof.verify.numeric.decoding import check_decoding
+from prefixproof.verify.semantics.formats import round_model
+from prefixproof.verify.certify.interval import exec_for
+from prefixproof.audit.precision import decode_at
+from prefixproof.verify.symbolic.lemmas import packing_lemma
+from prefixproof.verify.verdict import Verdict
 
 
 def run(ob_id, **params):
@@ -46,7 +46,7 @@ def test_exact_proof_rejects_a_broken_threshold():
     stage = layer.mlp[2]  # digit stage 0, first layer: shift every threshold by a whole grid step
     b = ExactArray(stage.b.shape, {k: v + (6 if k[0] < 2 else 0) for k, v in stage.b.entries.items()})
     broken = replace(model, layers=(replace(layer, mlp=layer.mlp[:2] + (replace(stage, b=b),) + layer.mlp[3:]),))
-    import verify.exact_packing as ep
+    import prefixproof.verify.exact.packing as ep
 
     original = Packing.model
     try:

@@ -16,18 +16,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from packing_truth import EDITS, all_tables, evaluate, mutate, random_tables, scale_head, tensor_names  # noqa: E402
 
-from constructions.io import load_model, weights_sha256  # noqa: E402
-from constructions.packing import Packing  # noqa: E402
-from theorems.base import RunContext  # noqa: E402
-from theorems.encoding import LookupEncoding  # noqa: E402
-from theorems.packing import PackingInputs  # noqa: E402
-from verify import cert_packing  # noqa: E402
-from verify.cert_packing import analyse, certify_packing  # noqa: E402
-from verify.cli import main  # noqa: E402
-from verify.dtypes import round_model  # noqa: E402
-from verify.interval import exec_for  # noqa: E402
-from verify.packing_recursion import Uncovered  # noqa: E402
-from verify.verdict import Verdict  # noqa: E402
+from prefixproof.constructions.io import load_model, weights_sha256  # noqa: E402
+from prefixproof.constructions.packing import Packing  # noqa: E402
+from prefixproof.theorems.base import RunContext  # noqa: E402
+from prefixproof.theorems.encoding import LookupEncoding  # noqa: E402
+from prefixproof.theorems.packing import PackingInputs  # noqa: E402
+from prefixproof.verify.certify import packing as cert_packing  # noqa: E402
+from prefixproof.verify.certify.packing import analyse, certify_packing  # noqa: E402
+from prefixproof.cli import main  # noqa: E402
+from prefixproof.verify.semantics.formats import round_model  # noqa: E402
+from prefixproof.verify.certify.interval import exec_for  # noqa: E402
+from prefixproof.verify.certify.packing_recursion import Uncovered  # noqa: E402
+from prefixproof.verify.verdict import Verdict  # noqa: E402
 
 PASS = (Verdict.CERTIFIED, Verdict.CHECKED, Verdict.PROVED)
 

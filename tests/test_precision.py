@@ -2,13 +2,13 @@
 import json
 
 
-from constructions.theorem2 import Theorem2
-from theorems.encoding import LookupEncoding
-from theorems.theorem2 import Theorem2Inputs
-from verify.checker import check_decoding
-from verify.cli import main
-from verify.precision import decode_at, frontier
-from verify.verdict import Verdict
+from prefixproof.constructions.theorem2 import Theorem2
+from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.theorem2 import Theorem2Inputs
+from prefixproof.verify.numeric.decoding import check_decoding
+from prefixproof.cli import main
+from prefixproof.audit.precision import decode_at, frontier
+from prefixproof.verify.verdict import Verdict
 
 
 def test_bfloat16_frontier_theorem2():

@@ -1,8 +1,8 @@
 """The identity residuals on the project's own forward pass, and a control that they can fail."""
 import numpy as np
 
-from verify.forward import Prefix, forward
-from verify.prefix_identities import residuals, tolerance
+from prefixproof.verify.semantics.forward import Prefix, forward
+from prefixproof.verify.identities.residuals import residuals, tolerance
 
 from models import random_model
 

@@ -3,7 +3,7 @@
 Strategies draw dimensions, heads, lengths, prefix lengths, activation or raw
 prefixes (batched or shared), causal and padding masks, pre-LayerNorm,
 residuals, float32 and float64, and magnitudes from tiny to logit-saturating
-(verify/fuzz_strategies.py). Tolerances come from the documented formula
+(verify/identities/strategies.py). Tolerances come from the documented formula
 (verify/prefix_identities.tolerance, docs/identities.md), never a bare atol.
 """
 import math
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings, target
 
-from verify.fuzz_case import CONFIRM_DTYPE, Case
-from verify.fuzz_props import CONTROLS, PROPERTIES
-from verify.fuzz_runner import run_control
-from verify.fuzz_strategies import cases
+from prefixproof.verify.identities.cases import CONFIRM_DTYPE, Case
+from prefixproof.verify.identities.properties import CONTROLS, PROPERTIES
+from prefixproof.verify.identities.runner import run_control
+from prefixproof.verify.identities.strategies import cases
 
 
 def assert_holds(prop, case):
@@ -76,7 +76,7 @@ def test_later_layers_several_heads_saturated_float32(case):
 
 
 def test_tolerance_grows_with_score_magnitude_and_dtype():
-    from verify.prefix_identities import tolerance
+    from prefixproof.verify.identities.residuals import tolerance
 
     assert tolerance(np.float32, 4) > tolerance(np.float64, 4) * 1e8
     assert tolerance(np.float64, 4, depth=8, score_scale=1e3) > 1e3 * tolerance(np.float64, 4)
@@ -107,7 +107,7 @@ def test_extended_precision_confirmation_passes_the_true_identities():
 
 
 def test_measures_flag_nan():
-    from verify.identity_checks import Measure
+    from prefixproof.verify.identities.checks import Measure
 
     m = Measure("x", float("nan"), 1.0)
     assert not m.ok and math.isinf(m.ratio)

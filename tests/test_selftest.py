@@ -1,7 +1,7 @@
 """The self-test: mechanical mutants of every lookup claim, judged by an independent reader.
 
 - the quick subset ends with no false pass (a truly broken mutant the verifier passes) and every control holds;
-- the truth oracle (verify/plain_reader.py) agrees with verify/generate.py on the unedited directories and on
+- the truth oracle (prefixproof/audit/plain_reader.py) agrees with verify/semantics/generate.py on the unedited directories and on
   broken mutants, and imports no prefixproof code;
 - negative control: a lenient fake verifier that certifies everything is reported as false passes;
 - the mutants cover every tensor, bias and head, and carry a refreshed fingerprint.
@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from constructions.io import load_model, load_prompt
-from verify.arith import NumpyOps
-from verify.generate import generate
-from verify.mutate_dir import TENSOR_OPS, Parts, _tensor_op, apply, specs_for
-from verify.plain_reader import greedy, read_dir
-from verify.plain_truth import claim_cases
-from verify.selftest import (CLAIMS, DTYPES, _truth64, build_base, lenient_verifier, render, run_selftest,
+from prefixproof.constructions.io import load_model, load_prompt
+from prefixproof.verify.semantics.ops import NumpyOps
+from prefixproof.verify.semantics.generate import generate
+from prefixproof.audit.mutate_dir import TENSOR_OPS, Parts, _tensor_op, apply, specs_for
+from prefixproof.audit.plain_reader import greedy, read_dir
+from prefixproof.audit.plain_truth import claim_cases
+from prefixproof.audit.selftest import (CLAIMS, DTYPES, _truth64, build_base, lenient_verifier, render, run_selftest,
                              to_json)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def _tolerance(dtype, logits_scale: float) -> float:
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_plain_reader_agrees_with_generate_on_every_input(bases, claim, dtype):
     """The oracle is checked: on every input of the claim, the plain reader's greedy tokens and margins match
-    verify/generate.py (key/value cache, the shared forward pass) run in the same dtype."""
+    verify/semantics/generate.py (key/value cache, the shared forward pass) run in the same dtype."""
     base = bases[claim]
     params = CLAIMS[claim][1]
     m64 = read_dir(base)
@@ -153,10 +153,10 @@ def test_mutant_files_carry_a_refreshed_fingerprint(bases, tmp_path):
 
 
 def test_truth_oracle_imports_no_prefixproof_code():
-    """The oracle shares no code with the certificates or verify/forward.py: only numpy, safetensors, stdlib."""
+    """The oracle shares no code with the certificates or verify/semantics/forward.py: only numpy, safetensors, stdlib."""
     ours = {"constructions", "verify", "theorems", "prefixproof"}
-    for path, allowed in ((ROOT / "verify/plain_reader.py", set()),
-                          (ROOT / "verify/plain_truth.py", {"verify.plain_reader"})):
+    for path, allowed in ((ROOT / "prefixproof/audit/plain_reader.py", set()),
+                          (ROOT / "prefixproof/audit/plain_truth.py", {"prefixproof.audit.plain_reader"})):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             mods = ([a.name for a in node.names] if isinstance(node, ast.Import)
@@ -166,14 +166,14 @@ def test_truth_oracle_imports_no_prefixproof_code():
 
 
 def test_selftest_cli_bad_json_path_is_usage_error(capsys):
-    from verify.cli import main
+    from prefixproof.cli import main
 
     assert main(["selftest", "--quick", "--json", "/nonexistent-dir/x.json"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_verify_weights_certifies_the_real_construction(tmp_path, capsys):
-    from verify.cli import main
+    from prefixproof.cli import main
 
     d = tmp_path / "w"
     assert main(["build", "theorem2", "--map", "reverse", "--out", str(d)]) == 0
@@ -183,7 +183,7 @@ def test_verify_weights_certifies_the_real_construction(tmp_path, capsys):
 
 
 def test_weights_without_the_claims_labels_are_bad_input(tmp_path, capsys):
-    from verify.cli import main
+    from prefixproof.cli import main
 
     d = tmp_path / "w"
     assert main(["build", "theorem2", "--map", "identity", "--out", str(d)]) == 0

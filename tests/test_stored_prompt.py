@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from verify.cli import main
+from prefixproof.cli import main
 
 BUILDS = {
     "theorem1": ["theorem1", "--tokens", "1,2,0", "--vocab", "3"],

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from constructions.basis import ExactArray
-from constructions.theorem1 import Theorem1
-from theorems.base import RunContext
-from theorems.theorem1 import THEOREM as T1
-from theorems.symbolic_obligations import run_hardmax
-from verify.symbolic import Lemma, _zero, decode_lemma, leakage_lemma, scale_meets_rule
-from verify.verdict import Verdict
+from prefixproof.constructions.basis import ExactArray
+from prefixproof.constructions.theorem1 import Theorem1
+from prefixproof.theorems.base import RunContext
+from prefixproof.theorems.theorem1 import THEOREM as T1
+from prefixproof.theorems.lookup_obligations import run_hardmax
+from prefixproof.verify.symbolic.lemmas import Lemma, _zero, decode_lemma, leakage_lemma, scale_meets_rule
+from prefixproof.verify.verdict import Verdict
 
 
 def test_lemmas_prove_every_step():
@@ -31,7 +31,7 @@ def test_a_false_step_is_not_proved():
 
 
 def test_vacuous_steps_are_refused():
-    from verify.derivation import VacuousStep
+    from prefixproof.verify.symbolic.derivation import VacuousStep
 
     x = sp.Symbol("x")
     lem = Lemma("t", "s", "x")
@@ -50,7 +50,7 @@ def test_scale_rule_is_decided_per_instance():
 
 
 def _hardmax(model, c):
-    from verify.claims import theorem1_rows
+    from prefixproof.verify.certify.lookup_rows import theorem1_rows
 
     rows = theorem1_rows(np.array(c.stream.block("target")), c.V, c.N, None)
     return run_hardmax("theorem1", model, rows, c.N - 1, c.scale, RunContext(params={"V": c.V, "N": c.N}, samples=1, seed=0))
@@ -85,7 +85,7 @@ def test_hardmax_rejects_a_wrong_decoder():
 
 
 def test_chain_rules_refuse_what_they_cannot_justify():
-    from verify.derivation import Fact
+    from prefixproof.verify.symbolic.derivation import Fact
 
     x, y = sp.symbols("x y", positive=True)
     lem = Lemma("t", "s", "x")

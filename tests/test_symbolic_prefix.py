@@ -2,9 +2,9 @@
 import pytest
 import sympy as sp
 
-from verify.symbolic_prefix import _softmax_parts, bias_lemma, rescale_lemma, soft_prefix_lemma
-from verify.symbolic_sphere import _scalar, rotation_lemma
-from verify.symbolic_sums import SumFormError, canon, same
+from prefixproof.verify.symbolic.prefix import _softmax_parts, bias_lemma, rescale_lemma, soft_prefix_lemma
+from prefixproof.verify.symbolic.sphere import _scalar, rotation_lemma
+from prefixproof.verify.symbolic.sums import SumFormError, canon, same
 
 
 @pytest.mark.parametrize("make", [rescale_lemma, bias_lemma, soft_prefix_lemma, rotation_lemma])

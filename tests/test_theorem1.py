@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 from hypothesis import example, given, strategies as st
 
-from constructions.model import materialize
-from constructions.scales import SCALE_GRID, leak, lookup_margin_bound, lookup_scale
-from constructions.theorem1 import Theorem1
-from theorems.encoding import LookupEncoding
-from theorems.base import RunContext
-from theorems.theorem1 import THEOREM, Theorem1Inputs
-from verify.checker import check_decoding, decode_margins
-from verify.forward import forward
-from verify.generate import generate
-from verify.verdict import Verdict
+from prefixproof.constructions.model import materialize
+from prefixproof.constructions.scales import SCALE_GRID, leak, lookup_margin_bound, lookup_scale
+from prefixproof.constructions.theorem1 import Theorem1
+from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.base import RunContext
+from prefixproof.theorems.theorem1 import THEOREM, Theorem1Inputs
+from prefixproof.verify.numeric.decoding import check_decoding, decode_margins
+from prefixproof.verify.semantics.forward import forward
+from prefixproof.verify.semantics.generate import generate
+from prefixproof.verify.verdict import Verdict
 
 from conftest import margin_tolerance
 

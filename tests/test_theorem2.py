@@ -3,14 +3,14 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from constructions.model import materialize
-from constructions.theorem2 import Theorem2
-from theorems.encoding import LookupEncoding
-from theorems.theorem2 import Theorem2Inputs
-from verify.checker import check_decoding, decode_margins
-from verify.forward import forward
-from verify.generate import generate
-from verify.verdict import Verdict
+from prefixproof.constructions.model import materialize
+from prefixproof.constructions.theorem2 import Theorem2
+from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.theorem2 import Theorem2Inputs
+from prefixproof.verify.numeric.decoding import check_decoding, decode_margins
+from prefixproof.verify.semantics.forward import forward
+from prefixproof.verify.semantics.generate import generate
+from prefixproof.verify.verdict import Verdict
 
 from conftest import margin_tolerance
 

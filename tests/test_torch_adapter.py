@@ -6,16 +6,16 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from constructions.io import FormatError, exact_prompt, save_model  # noqa: E402
-from constructions.model import materialize  # noqa: E402
-from constructions.theorem1 import Theorem1  # noqa: E402
-from constructions.theorem2 import Theorem2  # noqa: E402
-from verify import torch_adapter  # noqa: E402
-from verify.enclosure import inside, logits_enclosure  # noqa: E402
-from verify.forward import forward  # noqa: E402
-from verify.torch_adapter import load_torch_model, load_torch_prompt  # noqa: E402
-from verify.verdict import Verdict  # noqa: E402
-from verify.xcheck_constructions import check_directory  # noqa: E402
+from prefixproof.constructions.io import FormatError, exact_prompt, save_model  # noqa: E402
+from prefixproof.constructions.model import materialize  # noqa: E402
+from prefixproof.constructions.theorem1 import Theorem1  # noqa: E402
+from prefixproof.constructions.theorem2 import Theorem2  # noqa: E402
+from prefixproof.verify.crosscheck import torch_model as torch_adapter  # noqa: E402
+from prefixproof.verify.certify.layer_loop import inside, logits_enclosure  # noqa: E402
+from prefixproof.verify.semantics.forward import forward  # noqa: E402
+from prefixproof.verify.crosscheck.torch_model import load_torch_model, load_torch_prompt  # noqa: E402
+from prefixproof.verify.verdict import Verdict  # noqa: E402
+from prefixproof.crosscheck.constructions import check_directory  # noqa: E402
 
 from models import random_model  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 Each module in `theorems/` defines one `Theorem`. Its obligations name the
 `verify/` method that discharges them and carry a `run` function from a
-`RunContext` to a `verify.verdict.Record`; `verify/runner.py` executes them
+`RunContext` to a `prefixproof.verify.verdict.Record`; `theorems/runner.py` executes them
 and turns any exception into an ERROR record (never a pass).
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from constructions.model import Model
-from verify.verdict import Record
+from prefixproof.constructions.model import Model
+from prefixproof.verify.verdict import Record
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import time
 
-from constructions.model import materialize
-from constructions.theorem1 import Theorem1
-from theorems.base import Obligation, Param, RunContext, Theorem
-from verify.capacity import COUNT_LIMIT, hard_prompt_count, random_model, virtual_token_count
-from verify.verdict import Coverage, Record, Verdict
+from prefixproof.constructions.model import materialize
+from prefixproof.constructions.theorem1 import Theorem1
+from prefixproof.theorems.base import Obligation, Param, RunContext, Theorem
+from prefixproof.verify.numeric.capacity import COUNT_LIMIT, hard_prompt_count, random_model, virtual_token_count
+from prefixproof.verify.verdict import Coverage, Record, Verdict
 
 
 def _common(ctx: RunContext, obligation: str, method: str) -> dict:
@@ -20,7 +20,7 @@ def run_hard(ctx: RunContext) -> Record:
     t0 = time.perf_counter()
     V, N = ctx.params["V"], ctx.params["N"]
     common = _common(ctx, "hard-prompt-bound", "exhaustive greedy generation over every hard prompt "
-                     "(verify.capacity.hard_prompt_count)")
+                     "(prefixproof.verify.numeric.capacity.hard_prompt_count)")
     ks = [k for k in range(1, min(2, N) + 1) if V**k <= COUNT_LIMIT]
     if not ks:
         return Record(verdict=Verdict.UNKNOWN, reason=f"V = {V} exceeds the exhaustive limit {COUNT_LIMIT}",
@@ -48,7 +48,7 @@ def run_virtual(ctx: RunContext) -> Record:
     t0 = time.perf_counter()
     V, N = ctx.params["V"], ctx.params["N"]
     common = _common(ctx, "virtual-token-reach", "exhaustive greedy generation from every virtual token Y/V "
-                     "(verify.capacity.virtual_token_count)")
+                     "(prefixproof.verify.numeric.capacity.virtual_token_count)")
     if V**N > COUNT_LIMIT:
         return Record(verdict=Verdict.UNKNOWN, reason=f"V^N = {V}^{N} exceeds the exhaustive limit {COUNT_LIMIT}; "
                       "theorem1's certificate covers large sizes", seconds=time.perf_counter() - t0, **common)
@@ -78,10 +78,10 @@ THEOREM = Theorem(
     ),
     obligations=(
         Obligation("hard-prompt-bound", "every hard prompt of length k <= 2 enumerated: at most V^k distinct "
-                   "completions", ("certify", "numeric"), "verify.capacity.hard_prompt_count", run_hard,
+                   "completions", ("certify", "numeric"), "prefixproof.verify.numeric.capacity.hard_prompt_count", run_hard,
                    applies_to_weights=False),
         Obligation("virtual-token-reach", "every virtual token Y/V enumerated: V^N distinct completions",
-                   ("certify", "numeric"), "verify.capacity.virtual_token_count", run_virtual,
+                   ("certify", "numeric"), "prefixproof.verify.numeric.capacity.virtual_token_count", run_virtual,
                    applies_to_weights=False),
     ),
 )

@@ -13,19 +13,19 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from constructions.alphabet import render
-from constructions.conditional import Conditional
-from constructions.model import Model
-from theorems.base import Param, RunContext, Theorem
-from theorems.decode import LookupSpec
-from theorems.encoding import LookupEncoding
-from theorems.stored_prompt import stored_prompt_obligation
-from theorems.symbolic_obligations import QUICK_LIMIT, lookup_obligations, run_hardmax, run_leakage
-from verify.arith import NumpyOps
-from verify.checker import Batch
-from verify.claims import LookupRows, encoded_values
-from verify.generate import generate
-from verify.verdict import Record
+from prefixproof.constructions.alphabet import render
+from prefixproof.constructions.conditional import Conditional
+from prefixproof.constructions.model import Model
+from prefixproof.theorems.base import Param, RunContext, Theorem
+from prefixproof.theorems.ladder import LookupSpec
+from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.stored_prompt import stored_prompt_obligation
+from prefixproof.theorems.lookup_obligations import QUICK_LIMIT, lookup_obligations, run_hardmax, run_leakage
+from prefixproof.verify.semantics.ops import NumpyOps
+from prefixproof.verify.numeric.decoding import Batch
+from prefixproof.verify.certify.lookup_rows import LookupRows, encoded_values
+from prefixproof.verify.semantics.generate import generate
+from prefixproof.verify.verdict import Record
 
 
 def shape_of(enc: LookupEncoding) -> tuple[int, int, int]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from constructions.model import Model, ModelError
+from prefixproof.constructions.model import Model, ModelError
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import time
 
-from theorems.base import Obligation, RunContext, Theorem
-from theorems.limitation_common import run_lemma
-from verify import attention_patterns as ap
-from verify.symbolic_sphere import rotation_lemma
-from verify.verdict import Coverage, Record, Verdict
+from prefixproof.theorems.base import Obligation, RunContext, Theorem
+from prefixproof.theorems.limitation_common import run_lemma
+from prefixproof.verify.numeric import attention_patterns as ap
+from prefixproof.verify.symbolic.sphere import rotation_lemma
+from prefixproof.verify.verdict import Coverage, Record, Verdict
 
 PATTERNS = 6  # strict rankings of three content weights
 
@@ -46,7 +46,7 @@ def run_witness(ctx: RunContext) -> Record:
     return Record(verdict=Verdict.CHECKED if ok else Verdict.UNKNOWN, seconds=time.perf_counter() - t0,
                   coverage=Coverage(len(witnesses), 3, "3 update kinds"), details=details,
                   reason=None if ok else "no witness found for some update kind, or the float forward disagrees",
-                  **_common(ctx, "witness", "exact scores of explicit updates; verify.forward.forward ratios"))
+                  **_common(ctx, "witness", "exact scores of explicit updates; prefixproof.verify.semantics.forward.forward ratios"))
 
 
 def run_patterns(ctx: RunContext) -> Record:
@@ -95,12 +95,12 @@ THEOREM = Theorem(
     params=(),
     obligations=(
         Obligation("witness", "full fine-tuning and rank-1 LoRA on W_Q and W_K each reorder the content attention",
-                   ("certify", "numeric"), "verify.attention_patterns", run_witness, applies_to_weights=False),
+                   ("certify", "numeric"), "prefixproof.verify.numeric.attention_patterns", run_witness, applies_to_weights=False),
         Obligation("rotation-sphere", "a rotation keeps the unit sphere, no non-zero bias does (all d >= 1)",
-                   ("symbolic",), "verify.symbolic_sphere.rotation_lemma",
+                   ("symbolic",), "prefixproof.verify.symbolic.sphere.rotation_lemma",
                    lambda ctx: run_lemma(THEOREM.id, rotation_lemma, ctx), applies_to_weights=False),
         Obligation("reachable-patterns", "patterns reachable by prefixes are a strict subset of those reachable by "
                    "fine-tuning (exhaustive on a small model)", ("certify", "numeric"),
-                   "verify.attention_patterns", run_patterns, applies_to_weights=False),
+                   "prefixproof.verify.numeric.attention_patterns", run_patterns, applies_to_weights=False),
     ),
 )

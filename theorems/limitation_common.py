@@ -7,13 +7,13 @@ from typing import Callable
 
 import numpy as np
 
-from theorems.base import RunContext
-from theorems.symbolic_obligations import lemma_record
-from verify.fuzz_case import CONFIRM_DTYPE, Case
-from verify.fuzz_props import PROPERTIES
-from verify.identity_checks import Measure
-from verify.symbolic import Lemma
-from verify.verdict import Record, Verdict
+from prefixproof.theorems.base import RunContext
+from prefixproof.theorems.lookup_obligations import lemma_record
+from prefixproof.verify.identities.cases import CONFIRM_DTYPE, Case
+from prefixproof.verify.identities.properties import PROPERTIES
+from prefixproof.verify.identities.checks import Measure
+from prefixproof.verify.symbolic.lemmas import Lemma
+from prefixproof.verify.verdict import Record, Verdict
 
 
 def run_lemma(claim: str, make: Callable[[], Lemma], ctx: RunContext, extra: str = "", extra_ok: bool = True,
@@ -42,7 +42,7 @@ def run_sampled(claim: str, prop: str, ctx: RunContext) -> Record:
     """
     t0 = time.perf_counter()
     dtype = ctx.dtype
-    common = dict(claim=claim, obligation="fuzz", method=f"verify.fuzz_props.{prop} on {ctx.samples} seeded random "
+    common = dict(claim=claim, obligation="fuzz", method=f"prefixproof.verify.identities.properties.{prop} on {ctx.samples} seeded random "
                   "transformers (of an infinite set; per layer, given the same layer input)", arithmetic=dtype,
                   params=dict(ctx.params), seed=ctx.seed, dtype=dtype)
     if dtype not in ("float64", "float32"):

@@ -3,7 +3,7 @@
 The claim: the packing construction (constructions/packing.py) answers m(u_1, ..., u_L) for every map,
 from one virtual token whose coordinate a holds the sub-table of u_1 = a packed as base-V digits.
 It holds in exact arithmetic (PROVED), and in a floating-point format only while V^(V^(L-1)) digits
-fit: the float64 certificate (verify/cert_packing.py) and the counterexample search say exactly where.
+fit: the float64 certificate (verify/certify/packing.py) and the counterexample search say exactly where.
 """
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from constructions.packing import Packing
-from theorems.base import Obligation, Param, RunContext, Theorem
-from theorems.conditional import ConditionalInputs
-from theorems.decode import explain_numeric
-from theorems.encoding import LookupEncoding
-from theorems.stored_prompt import stored_prompt_obligation
-from theorems.symbolic_obligations import lemma_record
-from verify.checker import check_decoding
-from verify.verdict import Record
+from prefixproof.constructions.packing import Packing
+from prefixproof.theorems.base import Obligation, Param, RunContext, Theorem
+from prefixproof.theorems.conditional import ConditionalInputs
+from prefixproof.theorems.ladder import explain_numeric
+from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.stored_prompt import stored_prompt_obligation
+from prefixproof.theorems.lookup_obligations import lemma_record
+from prefixproof.verify.numeric.decoding import check_decoding
+from prefixproof.verify.verdict import Record
 
 EXACT_LIMIT = 20_000  # exhaustive exact evaluations (packed value x input) for the quick level
 
@@ -61,9 +61,9 @@ def run_lemmas(ctx: RunContext, make=None) -> Record:
     """The chained packing lemmas, then their own derived scale rule e^scale >= R at this instance."""
     from fractions import Fraction
 
-    from verify.symbolic import packing_lemma
-    from verify.symbolic_leakage import exp_at_least
-    from verify.symbolic_packing import D, V, m
+    from prefixproof.verify.symbolic.lemmas import packing_lemma
+    from prefixproof.verify.symbolic.leakage import exp_at_least
+    from prefixproof.verify.symbolic.packing import D, V, m
 
     t0 = time.perf_counter()
     lemma = (make or packing_lemma)()
@@ -78,13 +78,13 @@ def run_lemmas(ctx: RunContext, make=None) -> Record:
 
 
 def run_exact(ctx: RunContext) -> Record:
-    from verify.exact_packing import exhaustive_exact
+    from prefixproof.verify.exact.packing import exhaustive_exact
 
     return exhaustive_exact(THEOREM.id, construction(ctx), ctx)
 
 
 def run_decode(ctx: RunContext) -> Record:
-    from verify.cert_packing import certify_packing
+    from prefixproof.verify.certify.packing import certify_packing
 
     c = construction(ctx)
     model = ctx.model if ctx.model is not None else c.model()
@@ -116,12 +116,12 @@ THEOREM = Theorem(
     obligations=(
         Obligation("packing-lemmas", "the digit stages extract the right digit whenever the packed value is within "
                    "V^-D/4 of its grid point, and the scale keeps it there", ("symbolic",),
-                   "verify.symbolic.packing_lemma", run_lemmas, applies_to_weights=False),
+                   "prefixproof.verify.symbolic.lemmas.packing_lemma", run_lemmas, applies_to_weights=False),
         Obligation("exact-lookup", "exact rational evaluation (hardmax attention) of every packed value and input",
-                   ("symbolic",), "verify.exact_packing.exhaustive_exact", run_exact, applies_to_weights=False,
+                   ("symbolic",), "prefixproof.verify.exact.packing.exhaustive_exact", run_exact, applies_to_weights=False,
                    quick=exact_quick),
         Obligation("decode", "every map and input decodes with a positive margin in the executed arithmetic",
-                   ("certify", "numeric"), "verify.cert_packing.certify_packing / verify.checker.check_decoding",
+                   ("certify", "numeric"), "prefixproof.verify.certify.packing.certify_packing / prefixproof.verify.numeric.decoding.check_decoding",
                    run_decode),
         stored_prompt_obligation("multi_token_packing"),
     ),

@@ -1,9 +1,9 @@
 """prefix_bias: a prefix adds a bias from the span of its values (Petrov, Torr & Bibi 2024, Sec. 4)."""
 from __future__ import annotations
 
-from theorems.base import Obligation, Theorem
-from theorems.limitation_common import run_lemma, run_sampled
-from verify.symbolic_prefix import bias_lemma
+from prefixproof.theorems.base import Obligation, Theorem
+from prefixproof.theorems.limitation_common import run_lemma, run_sampled
+from prefixproof.verify.symbolic.prefix import bias_lemma
 
 THEOREM = Theorem(
     id="prefix_bias",
@@ -20,11 +20,11 @@ THEOREM = Theorem(
     obligations=(
         Obligation("bias-lemma", "t_pt = (1 - alpha) t + sum_p A_pt[p] v_p; the one-prefix segment; range(W_V); "
                    "several heads with W_O (symbolic in n, P, H and the dimensions)", ("symbolic",),
-                   "verify.symbolic_prefix.bias_lemma", lambda ctx: run_lemma(THEOREM.id, bias_lemma, ctx),
+                   "prefixproof.verify.symbolic.prefix.bias_lemma", lambda ctx: run_lemma(THEOREM.id, bias_lemma, ctx),
                    applies_to_weights=False),
         Obligation("fuzz", "the identity before and after W_O, and range(W_V) for activation prefixes, on seeded random "
                    "transformers through the forward pass, within the documented float tolerance", ("numeric",),
-                   "verify.fuzz_props.prefix_bias", lambda ctx: run_sampled(THEOREM.id, "prefix_bias", ctx),
+                   "prefixproof.verify.identities.properties.prefix_bias", lambda ctx: run_sampled(THEOREM.id, "prefix_bias", ctx),
                    applies_to_weights=False),
     ),
 )

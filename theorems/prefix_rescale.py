@@ -1,9 +1,9 @@
 """prefix_rescale: a prefix only rescales the attention over the content (Petrov, Torr & Bibi 2024, Sec. 4)."""
 from __future__ import annotations
 
-from theorems.base import Obligation, Theorem
-from theorems.limitation_common import run_lemma, run_sampled
-from verify.symbolic_prefix import rescale_lemma
+from prefixproof.theorems.base import Obligation, Theorem
+from prefixproof.theorems.limitation_common import run_lemma, run_sampled
+from prefixproof.verify.symbolic.prefix import rescale_lemma
 
 THEOREM = Theorem(
     id="prefix_rescale",
@@ -21,10 +21,10 @@ THEOREM = Theorem(
     obligations=(
         Obligation("rescale-lemma", "A_pt[i,j] = (1 - alpha_i) A[i,j] with 1 - alpha_i > 0; ratios, ranking and "
                    "argmax unchanged (symbolic in n, P and the dimensions)", ("symbolic",),
-                   "verify.symbolic_prefix.rescale_lemma", lambda ctx: run_lemma(THEOREM.id, rescale_lemma, ctx),
+                   "prefixproof.verify.symbolic.prefix.rescale_lemma", lambda ctx: run_lemma(THEOREM.id, rescale_lemma, ctx),
                    applies_to_weights=False),
         Obligation("fuzz", "the identity and the argmax on seeded random transformers through the forward pass, "
-                   "within the documented float tolerance", ("numeric",), "verify.fuzz_props.prefix_rescale",
+                   "within the documented float tolerance", ("numeric",), "prefixproof.verify.identities.properties.prefix_rescale",
                    lambda ctx: run_sampled(THEOREM.id, "prefix_rescale", ctx), applies_to_weights=False),
     ),
 )

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from theorems.encoding import LookupEncoding
+from prefixproof.theorems.encoding import LookupEncoding
 
 RECORD_KEY = {"theorem1": "target_tokens", "theorem2": "map_tokens", "long_response": "table_tokens",
               "multi_token": "table_tokens", "conditional": "table_tokens", "multi_token_packing": "table_tokens"}
@@ -52,7 +52,7 @@ class Layout:
             return cls(claim, enc, V, 1, 1, 1)
         if claim == "multi_token_packing":
             return cls(claim, enc, V, model.n_ctx - 1, 1, 1)
-        from theorems.conditional import shape_of
+        from prefixproof.theorems.conditional import shape_of
 
         _, L, R = shape_of(enc)
         return cls(claim, enc, V, L, R, R)

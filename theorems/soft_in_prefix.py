@@ -4,13 +4,13 @@ from __future__ import annotations
 import time
 from fractions import Fraction
 
-from constructions.theorem1 import Theorem1
-from theorems.base import Obligation, RunContext, Theorem
-from theorems.limitation_common import run_lemma, run_sampled, seeded_cases, worst
-from verify.exact_linalg import certifies_inconsistent, left_null_vector
-from verify.fuzz_props import PROPERTIES
-from verify.symbolic_prefix import soft_prefix_lemma
-from verify.verdict import Record, Verdict
+from prefixproof.constructions.theorem1 import Theorem1
+from prefixproof.theorems.base import Obligation, RunContext, Theorem
+from prefixproof.theorems.limitation_common import run_lemma, run_sampled, seeded_cases, worst
+from prefixproof.verify.exact.linalg import certifies_inconsistent, left_null_vector
+from prefixproof.verify.identities.properties import PROPERTIES
+from prefixproof.verify.symbolic.prefix import soft_prefix_lemma
+from prefixproof.verify.verdict import Record, Verdict
 
 CROSS_CHECK_CASES = 20
 STRICT_INSTANCE = (4, 3)  # the Theorem 1 construction at V=4, N=3
@@ -24,7 +24,7 @@ def run_inclusion(ctx: RunContext) -> Record:
     w = worst(ms)
     ok = w is None or w.ok
     note = (f"cross-check: {CROSS_CHECK_CASES} seeded random transformers, soft-prompt run vs prefix run per layer "
-            f"through verify.forward.forward; worst error {0.0 if w is None else w.ratio:.3g} x tolerance")
+            f"through prefixproof.verify.semantics.forward.forward; worst error {0.0 if w is None else w.ratio:.3g} x tolerance")
     return run_lemma(THEOREM.id, soft_prefix_lemma, ctx, note if ok else f"the forward pass disagrees ({w.name}): {note}",
                      ok, t0)
 
@@ -98,12 +98,12 @@ THEOREM = Theorem(
         Obligation("soft-is-prefix", "a soft prompt equals the prefix of its own layer activations: the layer "
                    "(causal attention with positions, heads, LayerNorm, MLP, optional residual) modelled in sympy, "
                    "proved by induction over layers; cross-checked through the forward pass", ("symbolic",),
-                   "verify.symbolic_soft.soft_prefix_lemma + verify.identity_checks.soft_prefix_measures",
+                   "prefixproof.verify.symbolic.soft.soft_prefix_lemma + prefixproof.verify.identities.checks.soft_prefix_measures",
                    run_inclusion, applies_to_weights=False),
         Obligation("strict", "a layer-1 prefix (key, value) on the Theorem 1 model that no soft prompt realises",
-                   ("symbolic",), "verify.exact_linalg", run_strict, applies_to_weights=False),
+                   ("symbolic",), "prefixproof.verify.exact.linalg", run_strict, applies_to_weights=False),
         Obligation("fuzz", "soft prompt vs prefix per layer on seeded random transformers", ("numeric",),
-                   "verify.fuzz_props.soft_in_prefix", lambda ctx: run_sampled(THEOREM.id, "soft_in_prefix", ctx),
+                   "prefixproof.verify.identities.properties.soft_in_prefix", lambda ctx: run_sampled(THEOREM.id, "soft_in_prefix", ctx),
                    applies_to_weights=False),
     ),
 )

@@ -8,7 +8,7 @@ checks the one prompt the directory ships, exactly as `generate DIR` uses it:
      exact zeros in every other labelled direction;
   3. the payload is the encoding of the table config.json records (prompt.target_tokens, map_tokens,
      table_tokens);
-  4. real incremental generation (verify/generate.py, key/value cache) from the stored prompt, in the
+  4. real incremental generation (verify/semantics/generate.py, key/value cache) from the stored prompt, in the
      run's arithmetic, reproduces the recorded table on every user input with a positive margin.
 
 Any mismatch is FALSIFIED, and the reason shows both sides (recorded vs stored / generated). All checks
@@ -18,7 +18,7 @@ else wrong: UNKNOWN(reason).
 A failure of step 4 on a prompt that passed steps 1-2 is also a counterexample to the `decode`
 statement (that prompt is one of the claim's inputs). It is confirmed by a teacher-forced pass on the
 same input and then marked `details["about"]`, which lets the claim-level agreement rule
-(verify/agreement.py) turn "decode CERTIFIED" next to it into ERROR.
+(theorems/agreement.py) turn "decode CERTIFIED" next to it into ERROR.
 """
 from __future__ import annotations
 
@@ -31,17 +31,17 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
-from constructions.alphabet import render
-from constructions.io import CONFIG, PROMPT, read_json
-from theorems.base import RunContext
-from theorems.prompt_layouts import RECORD_KEY, Layout
-from verify.arith import NumpyOps
-from verify.checker import batch_size_for, decode_margins
-from verify.dtypes import np_dtype, round_model, round_to
-from verify.forward import forward
-from verify.generate import GenerationError, generate, max_steps
-from verify.parallel import default_workers, ordered_map
-from verify.verdict import Coverage, Record, Verdict
+from prefixproof.constructions.alphabet import render
+from prefixproof.constructions.io import CONFIG, PROMPT, read_json
+from prefixproof.theorems.base import RunContext
+from prefixproof.theorems.prompt_layouts import RECORD_KEY, Layout
+from prefixproof.verify.semantics.ops import NumpyOps
+from prefixproof.verify.numeric.decoding import batch_size_for, decode_margins
+from prefixproof.verify.semantics.formats import np_dtype, round_model, round_to
+from prefixproof.verify.semantics.forward import forward
+from prefixproof.verify.semantics.generate import GenerationError, generate, max_steps
+from prefixproof.verify.parallel import default_workers, ordered_map
+from prefixproof.verify.verdict import Coverage, Record, Verdict
 
 SHOWN = 3  # mismatching inputs quoted in a reason
 
@@ -74,7 +74,7 @@ def _ops(model, dtype: str):
 def _generate_all(model, ops, soft: np.ndarray, prompts: np.ndarray | None, steps: int,
                   progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Greedy generation for every input, in chunks on the default workers. Memory is bounded before anything
-    is allocated: the chunk size comes from the checker's activation budget (verify.checker.batch_size_for)
+    is allocated: the chunk size comes from the checker's activation budget (prefixproof.verify.numeric.decoding.batch_size_for)
     divided among the workers, so a V=32000 theorem2 directory runs in chunks of a few dozen inputs."""
     B = 1 if prompts is None else len(prompts)
     n = soft.shape[0] + (0 if prompts is None else prompts.shape[1]) + steps
@@ -259,9 +259,9 @@ def _confirm_decode_counterexample(model, ops, soft, prompts, member_answers, to
 
 def stored_prompt_obligation(claim: str):
     """The obligation as the lookup theorems list it (runs only with --weights DIR, at every level)."""
-    from theorems.base import Obligation
+    from prefixproof.theorems.base import Obligation
 
     return Obligation("stored-prompt", "the directory's prompt.safetensors has the claim's virtual tokens, sits on "
                       "the grid with zeros elsewhere, encodes the table config.json records, and generates it on "
-                      "every user input", ("symbolic", "certify", "numeric"), "theorems.stored_prompt.run_stored_prompt",
+                      "every user input", ("symbolic", "certify", "numeric"), "prefixproof.theorems.stored_prompt.run_stored_prompt",
                       lambda ctx: run_stored_prompt(claim, ctx), needs_directory=True)

@@ -5,19 +5,19 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from constructions.alphabet import render
-from constructions.model import Model
-from constructions.theorem2 import Theorem2
-from theorems.base import Param, RunContext, Theorem
-from theorems.decode import LookupSpec
-from theorems.encoding import LookupEncoding
-from theorems.stored_prompt import stored_prompt_obligation
-from theorems.symbolic_obligations import lookup_obligations, run_hardmax, run_leakage
-from verify.arith import NumpyOps
-from verify.checker import Batch
-from verify.claims import theorem2_rows
-from verify.generate import generate
-from verify.verdict import Record
+from prefixproof.constructions.alphabet import render
+from prefixproof.constructions.model import Model
+from prefixproof.constructions.theorem2 import Theorem2
+from prefixproof.theorems.base import Param, RunContext, Theorem
+from prefixproof.theorems.ladder import LookupSpec
+from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.stored_prompt import stored_prompt_obligation
+from prefixproof.theorems.lookup_obligations import lookup_obligations, run_hardmax, run_leakage
+from prefixproof.verify.semantics.ops import NumpyOps
+from prefixproof.verify.numeric.decoding import Batch
+from prefixproof.verify.certify.lookup_rows import theorem2_rows
+from prefixproof.verify.semantics.generate import generate
+from prefixproof.verify.verdict import Record
 
 
 class Theorem2Inputs:

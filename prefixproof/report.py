@@ -1,0 +1,136 @@
+"""Reports: a terminal table and a JSON document (format in docs/report.md)."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import platform
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from prefixproof.theorems.base import Theorem
+from prefixproof.verify.verdict import Record, Verdict, weakest
+
+REPORT_FORMAT = "prefixproof-report"
+REPORT_VERSION = 1
+
+EXIT_OK, EXIT_FALSIFIED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
+VERDICT_CELL = 60  # longer verdict texts go below the table, whole and wrapped (never cut)
+WRAP = 110
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    theorem: Theorem
+    params: dict[str, int]
+    records: list[Record]
+    skipped: tuple[str, ...] = ()  # obligations the quick level left out at these parameters
+
+    @property
+    def verdict(self) -> Verdict:
+        return weakest(r.verdict for r in self.records)
+
+
+def exit_status(results: Sequence[ClaimResult]) -> int:
+    """1 if anything is FALSIFIED, else 3 if the verifier failed (ERROR), else 0."""
+    verdicts = [r.verdict for c in results for r in c.records]
+    if Verdict.FALSIFIED in verdicts:
+        return EXIT_FALSIFIED
+    if Verdict.ERROR in verdicts:
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def _margin(m: float | None) -> str:
+    if m is None:
+        return "-"
+    if math.isnan(m):
+        return "nan"
+    return f"{m:.3g}"
+
+
+def table(results: Sequence[ClaimResult]) -> str:
+    head = ("claim", "obligation", "method", "verdict", "inputs covered", "min margin", "seconds")
+    rows = [head]
+    for c in results:
+        for r in c.records:
+            cov = "-" if r.coverage is None else r.coverage.text()
+            rows.append((r.claim, r.obligation, f"{r.method} [{r.arithmetic}]", _cell(r), cov,
+                         _margin(r.min_margin), f"{r.seconds:.2f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    for c in results:
+        params = ", ".join(f"{k}={v}" for k, v in c.params.items())
+        named = f"{c.theorem.id} ({params})" if params else c.theorem.id
+        lines.append(f"{named}: {c.verdict.name} - weakest of {len(c.records)} obligation(s)")
+        for r in c.records:
+            lines.extend(f"  {line}" for line in _explain(r))
+        for ob in c.skipped:
+            lines.append(f"  {ob}: not run - slow at this size for the quick level (run with --level symbolic)")
+    return "\n".join(lines)
+
+
+def _cell(r: Record) -> str:
+    text = r.verdict_text
+    return text if len(text) <= VERDICT_CELL else f"{r.verdict.name} (reason below)"
+
+
+def _reason_lines(r: Record) -> list[str]:
+    """The whole reason of a failing or undecided record, as one logical line wrapped (never cut)."""
+    if not r.reason or (r.verdict is Verdict.UNKNOWN and len(r.verdict_text) <= VERDICT_CELL):
+        return []
+    text = f"{r.obligation}: {r.verdict_text}" if r.verdict in (Verdict.UNKNOWN, Verdict.ERROR) else \
+        f"{r.obligation}: {r.verdict.name}: {r.reason}"
+    return textwrap.wrap(text, WRAP, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
+
+
+def _explain(r: Record) -> list[str]:
+    """One or two lines saying how strong a record's verdict is and what it rests on."""
+    out = _reason_lines(r)
+    d = r.details or {}
+    if r.verdict is Verdict.PROVED and d.get("parametric_in"):
+        extra = f"; {d['per_instance']}" if d.get("per_instance") else ""
+        out.append(f"{r.obligation}: PROVED, parametric in {d['parametric_in']}{extra}")
+    elif r.verdict is Verdict.PROVED and d.get("per_instance"):
+        out.append(f"{r.obligation}: PROVED per instance ({d['per_instance']})")
+    elif r.verdict is Verdict.CERTIFIED:
+        bound = "" if r.min_margin is None else f"; decode margin >= {r.min_margin:.6g}"
+        out.append(f"{r.obligation}: CERTIFIED for every input in {r.arithmetic}{bound}")
+    elif r.verdict is Verdict.SAMPLED:
+        out.append(f"{r.obligation}: SAMPLED is evidence from seeded samples (seed {r.seed}), not a proof")
+    if r.counterexample:
+        ce = json.dumps(r.counterexample)
+        out.append(f"counterexample for {r.obligation}: {ce if len(ce) < 400 else ce[:400] + '...'}")
+    return out
+
+
+def to_json(results: Sequence[ClaimResult], argv: Sequence[str]) -> dict[str, Any]:
+    return {
+        "format": REPORT_FORMAT,
+        "format_version": REPORT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": list(argv),
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "exit_status": exit_status(results),
+        "claims": [
+            {
+                "claim": c.theorem.id,
+                "title": c.theorem.title,
+                "paper": c.theorem.paper,
+                "predicate": c.theorem.predicate,
+                "params": c.params,
+                "verdict": c.verdict.name,
+                "obligations": [r.to_json() for r in c.records],
+                "skipped": list(c.skipped),
+            }
+            for c in results
+        ],
+    }
+
+
+def write_json(path: str | Path, results: Sequence[ClaimResult], argv: Sequence[str]) -> None:
+    Path(path).write_text(json.dumps(to_json(results, argv), indent=2, default=str) + "\n")

@@ -1,0 +1,292 @@
+"""Certificate stage 1: attention and the first MLP layer, as forms in the row's own payload value.
+
+For every row r of a lookup claim and every hidden unit h of the first MLP
+layer, this encloses the pre-activation as an affine form in t, the value of
+the row's own payload coordinate:
+
+    pre1[r, h] in c[r, h] + b[r, h] * t        (c, b intervals; t >= 0)
+
+valid for every other payload coordinate in its range and every free token.
+The derivation follows docs/semantics.md step by step, in factored form:
+
+  attention weights  A^h[r, p]: tight softmax of interval scores, valid over
+                     the whole input box (the own coordinate included);
+  values             routed straight into the MLP through the composed maps
+                     F^h = W1 W_O^h W_V^h (enclosed with their rounding error),
+                     so value vectors are never formed row by row;
+  own coordinate     the payload box minus the own column, plus the own
+                     column times t;
+  executed rounding  one uniform error vector over the hidden units, from
+                     magnitude bounds of every executed intermediate.
+
+Units that are dead for every row (upper bound < 0 with row-uniform bounds)
+are dropped before any per-row work, so a V = 32000 lookup touches one unit
+per row instead of V.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from prefixproof.constructions.model import Layer, Model
+from prefixproof.verify.certify import interval as I
+from prefixproof.verify.certify.lookup_rows import LookupRows
+from prefixproof.verify.certify.interval import Exec, Iv
+
+
+DENSE_PAIRS = 30_000_000  # (row, hidden unit) pairs the certificate evaluates densely at most
+
+
+class Unsupported(Exception):
+    """The model is outside the class the structured certificate handles (reported as UNKNOWN)."""
+
+
+@dataclass(frozen=True)
+class FirstLayer:
+    rows: np.ndarray  # (P,) row of each (row, unit) pair
+    units: np.ndarray  # (P,) hidden unit of each pair
+    c: Iv  # (P,) constant part of the pre-activation
+    b: Iv  # (P,) coefficient of t
+    n_units: int
+    attention_min: float  # over rows, the smallest lower bound of a row's largest attention weight
+
+
+def supported_layer(model: Model) -> Layer:
+    if len(model.layers) != 1:
+        raise Unsupported(f"the structured certificate handles one layer; this model has {len(model.layers)}")
+    layer = model.layers[0]
+    if layer.ln is not None or layer.attn_residual or layer.mlp_residual:
+        raise Unsupported("LayerNorm and residual connections are not handled by the structured certificate")
+    if not layer.causal:
+        raise Unsupported("non-causal attention: greedy generation recomputes every prefix, "
+                          "so the teacher-forced equivalence the certificate relies on does not apply")
+    if len(layer.mlp) < 2:
+        raise Unsupported("the MLP needs at least one hidden ReLU layer")
+    return layer
+
+
+def _dense(M) -> np.ndarray:
+    return M.toarray() if sp.issparse(M) else np.asarray(M, dtype=np.float64)
+
+
+def _col_hull(E) -> Iv:
+    """Column-wise min and max over the rows of E (the hull of every token embedding)."""
+    if sp.issparse(E):
+        return E.min(axis=0).toarray().ravel(), E.max(axis=0).toarray().ravel()
+    return E.min(axis=0), E.max(axis=0)
+
+
+def _T(M):
+    return M.T.tocsr() if sp.issparse(M) else np.ascontiguousarray(M.T)
+
+
+def _gather(M, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    if sp.issparse(M):
+        return np.asarray(M[i, j]).ravel()
+    return M[i, j]
+
+
+def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
+    layer = supported_layer(model)
+    heads = layer.heads
+    W1, b1 = layer.mlp[0].W, np.asarray(layer.mlp[0].b, dtype=np.float64)
+    hidden = W1.shape[0]
+    n, R = claim.n_positions, claim.rows
+    if n > model.n_ctx:
+        raise Unsupported(f"the claim needs {n} positions, the model has {model.n_ctx}")
+    P = _dense(model.pos[:n])
+    d = P.shape[1]
+    tmin, tmax = float(claim.tau_lo.min()), float(claim.tau_hi.max())
+    pay, nv, free, fixed = claim.payload, claim.virtual, claim.free_pos, list(claim.fixed_pos)
+    E_rows = [model.embed[claim.fixed_tok[:, j]] for j in range(len(fixed))]
+
+    # Input boxes: virtual positions (payload coordinates in [tmin, tmax]) and free content positions
+    # (any token) are shared by all rows; fixed content positions hold each row's own token.
+    box = (np.zeros(d), np.zeros(d))
+    box[0][pay], box[1][pay] = tmin, tmax
+    E_lo, E_hi = _col_hull(model.embed)
+    shared = list(range(nv)) + free  # positions whose box all rows share
+    lo = np.concatenate([P[:nv] + box[0], E_lo + P[free]]) if free else P[:nv] + box[0]
+    hi = np.concatenate([P[:nv] + box[1], E_hi + P[free]]) if free else P[:nv] + box[1]
+    X = I.exec_round((I.down(lo), I.up(hi)), ex)
+    xmag = I.mag(X).max(axis=0)
+    for j in range(len(fixed)):
+        xmag = np.maximum(xmag, np.maximum(np.abs(E_lo), np.abs(E_hi)) + np.abs(P[fixed[j]]))
+    col = {p: i for i, p in enumerate(shared)}
+    visible = np.arange(n)[None, :] <= claim.query_pos[:, None]  # causal
+
+    A_all, F_all = [], []
+    for head in heads:
+        Q = _row_queries(head, claim, X, col, E_rows, P, fixed, ex)
+        K = I.linear(X, head.W_K, ex)
+        S_sh = I.matmul(Q, (K[0].T, K[1].T), ex)  # (R, n_shared)
+        S = (np.empty((R, n)), np.empty((R, n)))
+        S[0][:, shared], S[1][:, shared] = S_sh
+        for j, p in enumerate(fixed):  # a fixed position's key differs per row
+            s = I.dot_rows(Q, _project_rows(E_rows[j], P[p], head.W_K, ex), ex)
+            S[0][:, p], S[1][:, p] = s
+        # executed: fl(dots * fl(scale)); numpy rounds a Python scale to the array's format first, one more u
+        S = I.exec_round(I.exec_round(I.scale(S, head.scale), ex), ex)
+        A_all.append(I.softmax(S, visible, ex))
+        F_all.append(I.chain_product([W1, head.W_O, head.W_V]))
+
+    err1 = _exec_error(layer, xmag, A_all, ex)
+    att_min = float(min(A[0].max(axis=1).min() for A in A_all)) if R else 1.0
+
+    pieces = []
+    for h, (A, (Fc, Fr)) in enumerate(zip(A_all, F_all)):
+        piece = {"A": A, "Fbox": I.linear(box, Fc, W_rad=Fr),
+                 "FP": I.linear(I.point(P), Fc, W_rad=Fr),  # (n, hidden): F applied to every P row
+                 "Fpay_c": _slice_cols(Fc, pay), "Fpay_r": _slice_cols(Fr, pay)}
+        if free:
+            piece["FX"] = I.linear((X[0][nv:], X[1][nv:]), Fc, W_rad=Fr)  # (n_free, hidden)
+        if fixed:
+            FEc, FEr = I.chain_product([W1, heads[h].W_O, heads[h].W_V, _T(model.embed)])
+            piece["FE_c"] = sp.csc_array(FEc) if sp.issparse(FEc) else FEc
+            piece["FE_r"] = FEr
+        pieces.append(piece)
+
+    rows, units = _candidate_pairs(claim, pieces, b1, err1, hidden)
+    c, b = _pair_forms(claim, pieces, b1, err1, rows, units, tmin, tmax)
+    return FirstLayer(rows, units, c, b, hidden, att_min)
+
+
+def _row_queries(head, claim: LookupRows, X: Iv, col: dict[int, int], E_rows: list, P: np.ndarray,
+                 fixed: list[int], ex: Exec) -> Iv:
+    """Each row's query: from the shared box of its query position, or from its own token there."""
+    R = claim.rows
+    Qs = I.linear(X, head.W_Q, ex)
+    Q = (np.empty((R, head.d_k)), np.empty((R, head.d_k)))
+    for qp in np.unique(claim.query_pos):
+        rows = np.flatnonzero(claim.query_pos == qp)
+        if int(qp) in col:
+            Q[0][rows], Q[1][rows] = Qs[0][col[int(qp)]], Qs[1][col[int(qp)]]
+        else:
+            j = fixed.index(int(qp))
+            q = _project_rows(E_rows[j][rows], P[int(qp)], head.W_Q, ex)
+            Q[0][rows], Q[1][rows] = q
+    return Q
+
+
+def _slice_cols(M, cols: np.ndarray):
+    if sp.issparse(M):
+        return sp.csc_array(M)[:, cols]
+    return M[:, cols]
+
+
+def _project_rows(E_rows, offset: np.ndarray, W, ex: Exec) -> Iv:
+    """Enclosure of fl(W fl(E_r + offset)) for every row E_r of E_rows: shape (R, out)."""
+    c, r = I.chain_product([E_rows, _T(W)])
+    c, r = _dense(c), _dense(r)
+    o = I.linear(I.point(offset[None]), W)
+    lo, hi = I.down(c - r + o[0]), I.up(c + r + o[1])
+    if not ex.exact:
+        xmag = np.abs(_dense(E_rows)).max(axis=0) if not sp.issparse(E_rows) else abs(E_rows).max(axis=0).toarray().ravel()
+        xmag = xmag + np.abs(offset)
+        n = max(I._row_len(W), 1)
+        absW = abs(W) if sp.issparse(W) else np.abs(W)
+        err = I.up(I._right(I.up(xmag * (1 + ex.u) + ex.eta), absW) * (ex.u + ex.dot(n)) * 2 + n * ex.eta)
+        lo, hi = I.down(lo - err), I.up(hi + err)
+    return lo, hi
+
+
+def _exec_error(layer: Layer, xmag: np.ndarray, A_all: list[Iv], ex: Exec) -> np.ndarray:
+    """A uniform bound, per hidden unit, on the executed rounding error of the first pre-activation."""
+    W1 = layer.mlp[0].W
+    if ex.exact:
+        return np.zeros(W1.shape[0])
+    absW1 = abs(W1) if sp.issparse(W1) else np.abs(W1)
+    out_err = 0.0
+    out_mag = 0.0
+    for head, A in zip(layer.heads, A_all):
+        absV = abs(head.W_V) if sp.issparse(head.W_V) else np.abs(head.W_V)
+        absO = abs(head.W_O) if sp.issparse(head.W_O) else np.abs(head.W_O)
+        nV, nO = max(I._row_len(head.W_V), 1), max(I._row_len(head.W_O), 1)
+        npos = A[0].shape[1]
+        a_sum = float(I.up(A[1].sum(axis=1).max() * (1 + 4 * I.gamma(npos))))
+        vmag = I._right(xmag, absV)
+        ev = I.up(ex.dot(nV) * vmag + nV * ex.eta)
+        omag = I.up(a_sum * (vmag + ev))
+        eo = I.up(a_sum * ev + ex.dot(npos) * omag + npos * ex.eta)
+        wmag = I._right(omag + eo, absO)
+        ew = I.up(I._right(eo, absO) + ex.dot(nO) * wmag + nO * ex.eta)
+        out_err = out_err + ew
+        out_mag = out_mag + wmag + ew
+    H = len(layer.heads)
+    out_err = I.up(out_err + ex.dot(H) * out_mag + H * ex.eta)
+    n1 = max(I._row_len(W1), 1)
+    b1 = np.abs(np.asarray(layer.mlp[0].b, dtype=np.float64))
+    pre_mag = I._right(out_mag + out_err, absW1) + b1
+    return I.up((I._right(out_err, absW1) + ex.dot(n1 + 1) * pre_mag + (n1 + 1) * ex.eta) * (1 + 4 * I.gamma(n1)))
+
+
+def _contribution(Fc: np.ndarray, Fr: np.ndarray, tmin: float, tmax: float) -> Iv:
+    """Enclosure of F * t over F in [Fc - Fr, Fc + Fr] and t in [tmin, tmax] (tmin >= 0)."""
+    return I.mul((I.down(Fc - Fr), I.up(Fc + Fr)), (np.full_like(Fc, tmin), np.full_like(Fc, tmax)))
+
+
+def _candidate_pairs(claim: LookupRows, pieces, b1, err1, hidden):
+    """(row, unit) pairs whose pre-activation may be positive; all pairs when some content token is free."""
+    R = claim.rows
+    if claim.free_pos:
+        if R * hidden > DENSE_PAIRS:
+            raise Unsupported(f"{R} rows x {hidden} hidden units exceed the certificate's dense budget "
+                              f"({DENSE_PAIRS}); certify a smaller instance")
+        return np.repeat(np.arange(R), hidden), np.tile(np.arange(hidden), R)
+    # Row-uniform upper bound of every unit, leaving out the row-specific sparse columns.
+    upper = I.up(b1 + err1)
+    for pc in pieces:
+        A = pc["A"]
+        for p in range(claim.virtual):
+            a = float(A[1][:, p].max())
+            upper = I.up(upper + a * np.maximum(pc["FP"][1][p] + pc["Fbox"][1], 0.0))
+        for p in claim.fixed_pos:
+            a = float(A[1][:, p].max())
+            upper = I.up(upper + a * np.maximum(pc["FP"][1][p], 0.0))
+    alive = np.flatnonzero(upper > 0)
+    touched_rows, touched_units = [], []
+    for pc in pieces:
+        sources = [(pc["Fpay_c"], claim.own)] + [(pc["FE_c"], claim.fixed_tok[:, j]) for j in range(len(claim.fixed_pos))]
+        for M, cols in sources:
+            csc = sp.csc_array(M) if sp.issparse(M) else sp.csc_array(np.asarray(M))
+            rr, cc = csc[:, cols].nonzero()
+            touched_units.append(rr)
+            touched_rows.append(cc)
+    if R * len(alive) > DENSE_PAIRS:
+        raise Unsupported(f"{len(alive)} hidden units may be active in every row ({R} rows): over the dense budget")
+    rows = np.concatenate([np.repeat(np.arange(R), len(alive))] + touched_rows)
+    units = np.concatenate([np.tile(alive, R)] + touched_units)
+    key = np.unique(rows.astype(np.int64) * hidden + units)
+    return key // hidden, key % hidden
+
+
+def _pair_forms(claim: LookupRows, pieces, b1, err1, rows, units, tmin, tmax):
+    c = (I.down(b1[units] - err1[units]), I.up(b1[units] + err1[units]))
+    b = (np.zeros(len(rows)), np.zeros(len(rows)))
+    own, own_pos = claim.own[rows], claim.own_position[rows]
+    free = claim.free_pos
+    for pc in pieces:
+        A = pc["A"]
+        fc, fr = _gather(pc["Fpay_c"], units, own), _gather(pc["Fpay_r"], units, own)
+        own_box = _contribution(fc, fr, tmin, tmax)
+        full = (pc["Fbox"][0][units], pc["Fbox"][1][units])
+        excl = (I.down(full[0] - I.up(own_box[0])), I.up(full[1] - I.down(own_box[1])))
+        for p in range(claim.virtual):  # virtual positions: F P_p + payload box (without the own column at own_pos)
+            a = (A[0][rows, p], A[1][rows, p])
+            mine = own_pos == p
+            box_p = (np.where(mine, excl[0], full[0]), np.where(mine, excl[1], full[1]))
+            c = I.add(c, I.mul(a, I.add((pc["FP"][0][p][units], pc["FP"][1][p][units]), box_p)))
+            coef = (np.where(mine, I.down(fc - fr), 0.0), np.where(mine, I.up(fc + fr), 0.0))
+            b = I.add(b, I.mul(a, coef))
+        if free:  # free content positions: one dense product over all rows
+            D = I.matmul((A[0][:, free], A[1][:, free]), pc["FX"])
+            c = I.add(c, (D[0][rows, units], D[1][rows, units]))
+        for j, p in enumerate(claim.fixed_pos):  # each row's own token at a fixed position
+            a = (A[0][rows, p], A[1][rows, p])
+            tok = claim.fixed_tok[rows, j]
+            fe = (_gather(pc["FE_c"], units, tok), _gather(pc["FE_r"], units, tok))
+            term = I.add((pc["FP"][0][p][units], pc["FP"][1][p][units]), (I.down(fe[0] - fe[1]), I.up(fe[0] + fe[1])))
+            c = I.add(c, I.mul(a, term))
+    return c, b
