@@ -51,7 +51,7 @@ def test_exact_proof_rejects_a_broken_threshold():
     original = Packing.model
     try:
         Packing.model = lambda self, scale=None: broken
-        rec = ep.exhaustive_exact("p", c, RunContext(params={"V": 3, "L": 2}, samples=1, seed=0))
+        rec = ep.exhaustive_exact("p", c, {"V": 3, "L": 2})
     finally:
         Packing.model = original
     assert rec.verdict is Verdict.UNKNOWN and "grid logit" in rec.reason

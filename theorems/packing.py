@@ -80,7 +80,7 @@ def run_lemmas(ctx: RunContext, make=None) -> Record:
 def run_exact(ctx: RunContext) -> Record:
     from prefixproof.verify.exact.packing import exhaustive_exact
 
-    return exhaustive_exact(THEOREM.id, construction(ctx), ctx)
+    return exhaustive_exact(THEOREM.id, construction(ctx), ctx.params)
 
 
 def run_decode(ctx: RunContext) -> Record:

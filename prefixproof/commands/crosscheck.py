@@ -134,7 +134,7 @@ def cmd_crosscheck(args: argparse.Namespace, argv: Sequence[str]) -> int:
     except extras.MissingExtra as e:
         print(f"prefixproof: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    from prefixproof.verify.crosscheck.rows import exit_status, render, summary
+    from prefixproof.crosscheck.report import exit_status, render, summary
 
     records: list[Record] = []
     for name in targets:

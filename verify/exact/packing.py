@@ -15,7 +15,6 @@ from fractions import Fraction
 import numpy as np
 
 from prefixproof.constructions.packing import Packing
-from prefixproof.theorems.base import RunContext
 from prefixproof.verify.semantics.forward import forward
 from prefixproof.verify.exact.hardmax import Form, HardmaxOps, Undecided, exact_dense, q
 from prefixproof.verify.verdict import Coverage, Record, Verdict
@@ -23,14 +22,15 @@ from prefixproof.verify.verdict import Coverage, Record, Verdict
 LIMIT = 2_000_000  # sequences x positions x width the exact evaluator takes at most
 
 
-def exhaustive_exact(claim: str, c: Packing, ctx: RunContext) -> Record:
+def exhaustive_exact(claim: str, c: Packing, params: dict[str, int]) -> Record:
+    """Every packed value x every input in exact rationals (hardmax attention); `params` label the record."""
     t0 = time.perf_counter()
     V, L, D = c.V, c.L, c.D
     model = c.model()
     d = model.d_model
     n_values, n_inputs = V ** D, V ** L
     common = dict(claim=claim, obligation="exact-lookup", method="exact rationals, hardmax attention, every packed "
-                  "value x every input", arithmetic="exact (rationals)", params=dict(ctx.params))
+                  "value x every input", arithmetic="exact (rationals)", params=dict(params))
     if n_values * n_inputs * (L + 1) * d > LIMIT:
         return Record(verdict=Verdict.UNKNOWN, reason=f"V^D x V^L = {n_values} x {n_inputs} exact evaluations "
                       "exceed the exact evaluator's budget; the lemmas stay parametric", **common,
@@ -77,7 +77,7 @@ def exhaustive_exact(claim: str, c: Packing, ctx: RunContext) -> Record:
     cov = Coverage(B, B, f"{V}^{D} x {V}^{L}")
     details = {"statement": "every packed value of u_1's coordinate and every input give exactly the grid logits "
                             "of the selected digit, whatever the other coordinates hold",
-               "per_instance": ", ".join(f"{k}={v}" for k, v in ctx.params.items())}
+               "per_instance": ", ".join(f"{k}={v}" for k, v in params.items())}
     if bad:
         r, j = bad
         return Record(verdict=Verdict.UNKNOWN, reason=f"value {r // n_inputs}, input {inputs[r % n_inputs].tolist()}: "

@@ -1,0 +1,63 @@
+"""The cross-check table, summary line and exit status (the rows come from prefixproof.verify.crosscheck.rows)."""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from prefixproof.report import EXIT_ERROR, EXIT_FALSIFIED, EXIT_OK
+from prefixproof.verify.verdict import Record, Verdict
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float) and math.isnan(x):
+        return "nan"
+    return f"{x:.2e}"
+
+
+def verdict_cell(r: Record, width: int = 60) -> str:
+    """The verdict as printed; long reasons are cut (the JSON report has them in full)."""
+    if r.details.get("control") and r.verdict is Verdict.FALSIFIED:
+        return "FALSIFIED (control: expected)"
+    text = r.verdict_text
+    return text if len(text) <= width else text[: width - 4] + "...)"
+
+
+def render(records: Sequence[Record]) -> str:
+    head = ("target", "claim", "check", "dtype", "max error", "tolerance", "alpha range", "verdict", "note")
+    rows = [head]
+    for r in records:
+        d = r.details
+        alpha = "-" if d.get("alpha_min") is None else f"{d['alpha_min']:.3f}..{d['alpha_max']:.3f}"
+        rows.append((d["target"], r.claim, r.obligation, r.dtype or "-", _num(d.get("max_error")),
+                     _num(d.get("tolerance")), alpha, verdict_cell(r), d.get("note", "")))
+    widths = [max(len(str(x[i])) for x in rows) for i in range(len(head))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(x, widths)).rstrip() for x in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary(records: Sequence[Record]) -> str:
+    real = [r for r in records if not r.details.get("control")]
+    ctrl = [r for r in records if r.details.get("control")]
+    ok = sum(r.verdict is Verdict.CHECKED for r in real)
+    caught = sum(r.verdict is Verdict.FALSIFIED for r in ctrl)
+    worst: dict[str, float] = {}
+    for r in real:
+        e = r.details.get("max_error")
+        if isinstance(e, float) and r.claim.startswith("prefix_"):
+            worst[r.dtype] = max(worst.get(r.dtype, 0.0), e)
+    parts = [f"{ok} of {len(real)} checks CHECKED", f"{caught} of {len(ctrl)} negative controls flagged"]
+    parts += [f"largest identity error {e:.2e} in {dt}" for dt, e in sorted(worst.items())]
+    return "; ".join(parts)
+
+
+def exit_status(records: Sequence[Record]) -> int:
+    """As `verify`: 1 if a real check is FALSIFIED, else 3 if anything is ERROR (including a negative control
+    that was not flagged), else 0. A control's expected FALSIFIED does not count."""
+    if any(r.verdict is Verdict.FALSIFIED and not r.details.get("control") for r in records):
+        return EXIT_FALSIFIED
+    if any(r.verdict is Verdict.ERROR for r in records):
+        return EXIT_ERROR
+    return EXIT_OK
