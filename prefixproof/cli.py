@@ -8,21 +8,17 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from pathlib import Path
 from typing import Sequence
 
-from prefixproof.constructions.alphabet import ASCII_SIZE, PRINTABLE_ASCII, TokenError
+from prefixproof.constructions.alphabet import TokenError
 from prefixproof.constructions.io import FormatError
 from prefixproof.constructions.model import ModelError, ParameterError
 from prefixproof.verify.semantics.generate import GenerationError
 from prefixproof.report import EXIT_ERROR, EXIT_USAGE
+from prefixproof.usage import UsageError
 from prefixproof.userinput import InputError
 
 USER_ERRORS = (InputError, FormatError, TokenError, ModelError, ParameterError, GenerationError)
-
-
-class UsageError(Exception):
-    """Bad command-line usage; reported in one line with exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -169,16 +165,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - never a traceback; an internal failure is ERROR, not a pass
         print(f"prefixproof: internal error (a bug in prefixproof): {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_ERROR
-
-
-def default_alphabet(vocab: int | None) -> tuple[int, str | None]:
-    V = ASCII_SIZE if vocab is None else vocab
-    return V, (PRINTABLE_ASCII if V == ASCII_SIZE else None)
-
-
-def check_writable(path: str | None) -> None:
-    if path is not None and not Path(path).resolve().parent.is_dir():
-        raise UsageError(f"cannot write {path}: directory {Path(path).resolve().parent} does not exist")
 
 
 if __name__ == "__main__":

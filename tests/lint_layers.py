@@ -29,13 +29,16 @@ def assemble(dest: Path) -> Path:
     return pkg
 
 
-def lint(capture: bool = False) -> subprocess.CompletedProcess:
+def lint(capture: bool = False, edit=None) -> subprocess.CompletedProcess:
+    """Run the contracts; `edit(package_dir)` may change the assembled copy first (for negative controls)."""
     with tempfile.TemporaryDirectory(prefix="prefixproof-layers-") as tmp:
-        assemble(Path(tmp))
+        pkg = assemble(Path(tmp))
+        if edit is not None:
+            edit(pkg)
         env = dict(os.environ, PYTHONPATH=tmp)
         exe = shutil.which("lint-imports")
         cmd = [exe] if exe else [sys.executable, "-c", "from importlinter.cli import lint_imports_command as c; c()"]
-        return subprocess.run(cmd + ["--config", str(ROOT / "setup.cfg"), "--no-cache"], cwd=tmp, env=env,
+        return subprocess.run(cmd + [str(ROOT / "setup.cfg"), "--no-cache"], cwd=tmp, env=env,
                               capture_output=capture, text=True)
 
 

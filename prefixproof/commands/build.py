@@ -18,7 +18,7 @@ from prefixproof.constructions.model import Model, materialize
 from prefixproof.constructions.packing import Packing
 from prefixproof.constructions.theorem1 import Theorem1
 from prefixproof.constructions.theorem2 import Theorem2
-from prefixproof.cli import UsageError, check_writable, default_alphabet
+from prefixproof.usage import UsageError, check_writable, default_alphabet
 from prefixproof.verify.semantics.generate import generate_many
 from prefixproof.userinput import MAP_SPEC_HELP, InputError, parse_map_file, parse_map_spec, parse_table, tokens_of
 

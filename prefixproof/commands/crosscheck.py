@@ -36,7 +36,7 @@ METHODS = {
 
 
 def _targets(names: Sequence[str]) -> list[str]:
-    from prefixproof.cli import UsageError
+    from prefixproof.usage import UsageError
 
     chosen: list[str] = []
     for n in names or ["all"]:
@@ -51,7 +51,7 @@ def _targets(names: Sequence[str]) -> list[str]:
 
 def _dtypes(args: argparse.Namespace, targets: list[str]) -> tuple[list[str], tuple[str, ...]]:
     """(identity dtypes, construction formats below float64)."""
-    from prefixproof.cli import UsageError
+    from prefixproof.usage import UsageError
 
     asked = list(dict.fromkeys(args.dtype or []))
     ident = [d for d in asked if d in IDENTITY_DTYPES] if asked else list(IDENTITY_DTYPES)
@@ -115,12 +115,12 @@ def _versions() -> dict[str, str]:
 
 
 def cmd_crosscheck(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from prefixproof.cli import check_writable
+    from prefixproof.usage import check_writable
 
     targets = _targets(args.targets)
     ident, low = _dtypes(args, targets)
     if args.weights and "constructions" not in targets:
-        from prefixproof.cli import UsageError
+        from prefixproof.usage import UsageError
 
         raise UsageError("--weights goes with the constructions target")
     check_writable(args.json)

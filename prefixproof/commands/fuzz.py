@@ -51,7 +51,7 @@ def add_parser(sub: Any, positive: Any, seed: Any) -> None:
 
 
 def _hypothesis_available() -> None:
-    from prefixproof.cli import UsageError
+    from prefixproof.usage import UsageError
 
     try:
         import hypothesis  # noqa: F401
@@ -61,7 +61,7 @@ def _hypothesis_available() -> None:
 
 
 def cmd_fuzz(args: argparse.Namespace, argv: list[str]) -> int:
-    from prefixproof.cli import UsageError, check_writable
+    from prefixproof.usage import UsageError, check_writable
 
     if args.replay:
         return _replay(args.replay)
@@ -187,7 +187,7 @@ def _report(argv, plan, results, controls, saved, seconds, status) -> dict[str, 
 
 def _replay(path: str) -> int:
     from prefixproof.constructions.io import read_json
-    from prefixproof.cli import UsageError
+    from prefixproof.usage import UsageError
     from prefixproof.verify.identities.cases import CaseError
     from prefixproof.verify.identities.runner import replay
 

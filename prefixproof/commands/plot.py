@@ -9,7 +9,7 @@ from prefixproof.report import EXIT_USAGE
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from prefixproof.cli import UsageError, check_writable
+    from prefixproof.usage import UsageError, check_writable
 
     check_writable(args.out)
     try:

@@ -12,7 +12,7 @@ from prefixproof.constructions.io import CONFIG, PROMPT, FormatError, load_model
 from prefixproof.theorems import THEOREMS
 from prefixproof.theorems.base import RunContext
 from prefixproof.theorems.encoding import LookupEncoding
-from prefixproof.cli import UsageError, check_writable, default_alphabet
+from prefixproof.usage import UsageError, check_writable, default_alphabet
 from prefixproof.verify.semantics.generate import generate
 from prefixproof.progress import progress_printer
 from prefixproof.report import ClaimResult, exit_status, table, write_json

@@ -1,1 +1,3 @@
-"""verify/numeric."""
+"""Numeric evaluation on finite input sets: the teacher-forced decode checker (`decoding.py`), hard-prompt
+completion counts, attention patterns and activation probes. Imports semantics and constructions.
+"""
