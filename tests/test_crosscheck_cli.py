@@ -39,7 +39,8 @@ def test_bad_targets_and_dtypes(capsys):
     assert code == 2 and "--weights goes with the constructions target" in err
 
 
-def test_crosscheck_gpt2_peft_json(capsys, tmp_path):
+def test_crosscheck_gpt2_peft_json(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # one table row per line, so cells can be found as printed
     needs_torch_extra()
     report = tmp_path / "x.json"
     code, out, _ = run(capsys, "crosscheck", "gpt2", "peft", "--dtype", "float32", "--json", str(report))
@@ -67,7 +68,8 @@ def test_crosscheck_minilm_float64_level(capsys, tmp_path):
     assert max(r["details"]["max_error"] for r in rows) < 1e-13
 
 
-def test_crosscheck_given_weights_and_corrupt_weights(capsys, tmp_path):
+def test_crosscheck_given_weights_and_corrupt_weights(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # one table row per line, so cells can be found as printed
     needs_torch_extra()
     assert main(["build", "theorem2", "--map", "shift:1", "--vocab", "9", "--out", str(tmp_path / "w")]) == 0
     capsys.readouterr()

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from prefixproof.verify import optional as extras
+from prefixproof.output import write_json
 from prefixproof.report import EXIT_USAGE
 from prefixproof.verify.verdict import Record, Verdict
 
@@ -150,12 +150,5 @@ def cmd_crosscheck(args: argparse.Namespace, argv: Sequence[str]) -> int:
                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                "command": ["prefixproof", *argv], "versions": _versions(), "exit_status": status,
                "rows": [r.to_json() for r in records]}
-        Path(args.json).write_text(json.dumps(doc, indent=1, default=_json_default) + "\n")
+        write_json(args.json, doc, indent=1)
     return status
-
-
-def _json_default(x: Any) -> Any:
-    try:
-        return x.item()
-    except AttributeError:
-        return str(x)

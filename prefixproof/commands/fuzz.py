@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from prefixproof.output import json_safe, render_table, write_json
 from prefixproof.report import EXIT_ERROR, EXIT_FALSIFIED, EXIT_OK
 
 FAILURE_FORMAT = "prefixproof-fuzz-failure"
@@ -98,7 +99,7 @@ def cmd_fuzz(args: argparse.Namespace, argv: list[str]) -> int:
     status = EXIT_FALSIFIED if saved else EXIT_ERROR if any(c.failure is None for c in controls.values()) else EXIT_OK
     if args.json:
         doc = _report(argv, plan, results, controls, saved, time.perf_counter() - t0, status)
-        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+        write_json(args.json, doc)
     return status
 
 
@@ -125,9 +126,9 @@ def _progress():
 
 def _save(failure, directory: str) -> str:
     doc = {"format": FAILURE_FORMAT, "format_version": 1, **failure.to_json()}
-    text = json.dumps(doc, indent=2, default=str) + "\n"
+    text = json.dumps(json_safe(doc), indent=2) + "\n"
     path = Path(directory) / f"fuzz-failure-{failure.property}-{hashlib.sha256(text.encode()).hexdigest()[:10]}.json"
-    path.write_text(text)
+    write_json(path, doc)
     return str(path)
 
 
@@ -157,10 +158,7 @@ def _table(results, controls, saved) -> str:
 
 
 def _columns(rows) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return out
+    return render_table(rows[0], rows[1:]).split("\n")
 
 
 def _report(argv, plan, results, controls, saved, seconds, status) -> dict[str, Any]:

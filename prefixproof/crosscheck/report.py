@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+from prefixproof.output import render_table
 from prefixproof.report import EXIT_ERROR, EXIT_FALSIFIED, EXIT_OK
 from prefixproof.verify.verdict import Record, Verdict
 
@@ -16,26 +17,22 @@ def _num(x: float | None) -> str:
     return f"{x:.2e}"
 
 
-def verdict_cell(r: Record, width: int = 60) -> str:
-    """The verdict as printed; long reasons are cut (the JSON report has them in full)."""
+def verdict_cell(r: Record) -> str:
+    """The verdict as printed (the table wraps long reasons; the JSON report has them as well)."""
     if r.details.get("control") and r.verdict is Verdict.FALSIFIED:
         return "FALSIFIED (control: expected)"
-    text = r.verdict_text
-    return text if len(text) <= width else text[: width - 4] + "...)"
+    return r.verdict_text
 
 
-def render(records: Sequence[Record]) -> str:
+def render(records: Sequence[Record], width: int | None = None) -> str:
     head = ("target", "claim", "check", "dtype", "max error", "tolerance", "alpha range", "verdict", "note")
-    rows = [head]
+    rows = []
     for r in records:
         d = r.details
         alpha = "-" if d.get("alpha_min") is None else f"{d['alpha_min']:.3f}..{d['alpha_max']:.3f}"
         rows.append((d["target"], r.claim, r.obligation, r.dtype or "-", _num(d.get("max_error")),
                      _num(d.get("tolerance")), alpha, verdict_cell(r), d.get("note", "")))
-    widths = [max(len(str(x[i])) for x in rows) for i in range(len(head))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(x, widths)).rstrip() for x in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(head, rows, width=width)
 
 
 def summary(records: Sequence[Record]) -> str:
