@@ -28,70 +28,29 @@ import numpy as np
 
 from prefixproof.constructions.model import Model, materialize
 from prefixproof.verify.certify import interval as iv
+from prefixproof.verify.certify.interval_ops import EnclosureUnsupported, IntervalOps
+from prefixproof.verify.semantics.forward import forward
 
 TORCH_FLOAT64 = iv.Exec("float64 with 4x unit roundoff (any float64 implementation)", 4 * 2.0**-53,
                         4 * 2.0**-1074, 4.0, float(np.finfo(np.float64).max))
-
-
-class EnclosureUnsupported(ValueError):
-    """The model uses a feature the enclosure does not cover."""
-
-
-def _visible(n: int, causal: bool) -> np.ndarray:
-    q = np.arange(n)[:, None]
-    k = np.arange(n)[None, :]
-    return (k <= q) if causal else np.ones((n, n), dtype=bool)
 
 
 def logits_enclosure(model: Model, tokens: np.ndarray | None, soft: np.ndarray | None,
                      ex: iv.Exec = TORCH_FLOAT64) -> tuple[np.ndarray, np.ndarray]:
     """(lo, hi), each (B, n, V): encloses the logits of every execution allowed by `ex`.
 
-    tokens (B, n_tok) and soft (B, k, d) or (k, d): the same inputs as `prefixproof.verify.semantics.forward.forward`.
+    tokens (B, n_tok) and soft (B, k, d) or (k, d): the same inputs as `forward`, which this runs with
+    interval arithmetic (`IntervalOps`): the layer loop is the one forward semantics.
     """
     model = materialize(model)
     if any(layer.ln is not None for layer in model.layers):
         raise EnclosureUnsupported("the logit enclosure does not cover LayerNorm layers")
-    parts = []
     if soft is not None:
         soft = np.asarray(soft, dtype=np.float64)
-        parts.append(soft if soft.ndim == 3 else soft[None])
-    if tokens is not None and np.asarray(tokens).shape[-1]:
-        E = model.embed
-        rows = np.asarray(tokens)
-        gathered = E[rows.ravel()].toarray() if hasattr(E, "toarray") else np.asarray(E)[rows.ravel()]
-        parts.append(gathered.reshape(rows.shape + (model.d_model,)))
-    B = max(p.shape[0] for p in parts)
-    x0 = np.concatenate([np.broadcast_to(p, (B,) + p.shape[1:]) for p in parts], axis=1)
-    n = x0.shape[1]
-    P = model.pos
-    pos = P[:n].toarray() if hasattr(P, "toarray") else np.asarray(P)[:n]
-    x = iv.exec_round(iv.add(iv.point(x0), iv.point(np.broadcast_to(pos, x0.shape))), ex)
-    for layer in model.layers:
-        visible = _visible(n, layer.causal)
-        total = None
-        for head in layer.heads:
-            q = iv.linear(x, head.W_Q, ex)
-            k = iv.linear(x, head.W_K, ex)
-            v = iv.linear(x, head.W_V, ex)
-            kT = (np.swapaxes(k[0], -1, -2), np.swapaxes(k[1], -1, -2))
-            scores = iv.exec_round(iv.scale(iv.matmul(q, kT, ex), head.scale), ex)
-            A = iv.softmax(scores, np.broadcast_to(visible, scores[0].shape), ex)
-            out = iv.linear(iv.matmul(A, v, ex), head.W_O, ex)
-            total = out if total is None else iv.exec_round(iv.add(total, out), ex)
-        if layer.attn_residual:
-            total = iv.exec_round(iv.add(total, x), ex)
-        z = total
-        for j, dense in enumerate(layer.mlp):
-            z = iv.exec_round(iv.add(iv.linear(z, dense.W, ex), iv.point(np.asarray(dense.b))), ex)
-            if j < len(layer.mlp) - 1:
-                z = iv.relu(z)
-        if layer.mlp_residual:
-            z = iv.exec_round(iv.add(z, total), ex)
-        x = z
-    if model.unembed is not None:
-        x = iv.linear(x, model.unembed, ex)
-    return x
+        soft = soft if soft.ndim == 3 else soft[None]
+    tokens = None if tokens is None or not np.asarray(tokens).shape[-1] else np.asarray(tokens)
+    out = forward(model, tokens, soft, ops=IntervalOps(ex)).logits
+    return out.lo, out.hi
 
 
 def inside(values: Any, lo: np.ndarray, hi: np.ndarray) -> bool:
