@@ -19,10 +19,9 @@ from packing_truth import EDITS, all_tables, evaluate, mutate, random_tables, sc
 from prefixproof.constructions.io import load_model, weights_sha256  # noqa: E402
 from prefixproof.constructions.packing import Packing  # noqa: E402
 from prefixproof.theorems.base import RunContext  # noqa: E402
-from prefixproof.theorems.encoding import LookupEncoding  # noqa: E402
-from prefixproof.theorems.packing import PackingInputs  # noqa: E402
 from prefixproof.verify.certify import packing as cert_packing  # noqa: E402
-from prefixproof.verify.certify.packing import analyse, certify_packing  # noqa: E402
+from prefixproof.verify.certify.packing import analyse  # noqa: E402
+from prefixproof.theorems.packing import run_decode  # noqa: E402
 from prefixproof.cli import main  # noqa: E402
 from prefixproof.verify.semantics.formats import round_model  # noqa: E402
 from prefixproof.verify.certify.interval import exec_for  # noqa: E402
@@ -44,11 +43,9 @@ def certificate(model, V, dtype="float64"):
 def ladder(model, V, levels=("symbolic", "certify"), search=True):
     """The obligation's verdict (search=False leaves out the counterexample search after an undecided certificate,
     which at V = 3 is an exhaustive run of 177,147 inputs)."""
-    c = Packing(V, 2)
-    problem = PackingInputs(LookupEncoding.of(c.model(), "pay"))
     ctx = RunContext(params={"V": V, "L": 2}, samples=50, seed=0, levels=frozenset(levels), model=model,
                      extra={"cross_checks": search})
-    return certify_packing("multi_token_packing", model, c, problem, ctx)
+    return run_decode(ctx)
 
 
 def truth(model, V, stop_at_wrong=False, exhaustive=True):
@@ -206,10 +203,10 @@ def test_level_all_disagreement_is_error(monkeypatch):
     m = Packing(2, 2).model()
     rec = ladder(m, 2, levels=("symbolic", "certify", "numeric"))
     assert rec.verdict is Verdict.ERROR
-    assert "CERTIFIED with decode margin >= 1" in rec.reason and "numeric run says" in rec.reason
+    assert "CERTIFIED margin >= 1" in rec.reason and "numeric (" in rec.reason
     broken = mutate(m, "layers.0.mlp.3.b", lambda a: a * 0.0)
     assert truth(broken, 2).broken
     rec = ladder(broken, 2, levels=("symbolic", "certify", "numeric"))
-    assert rec.verdict is Verdict.ERROR and "FALSIFIED" in rec.reason and rec.counterexample is not None
+    assert rec.verdict is Verdict.ERROR and "counterexample" in rec.reason and rec.counterexample is not None
     rec = ladder(broken, 2)  # the default level's cross-check (extreme boxes) against the inflated bound
-    assert rec.verdict is Verdict.ERROR and "CERTIFIED with decode margin >= 1" in rec.reason
+    assert rec.verdict is Verdict.ERROR and "CERTIFIED margin >= 1" in rec.reason

@@ -47,122 +47,188 @@ class LookupSpec:
     construction: Callable[[RunContext], Model]
 
 
-def run_decode(spec: LookupSpec, ctx: RunContext) -> Record:
+@dataclass(frozen=True)
+class Run:
+    """The knobs of one `decode` run as plain values (what the ladder and the numeric checker need)."""
+
+    claim: str
+    params: dict[str, int]
+    samples: int
+    seed: int
+    dtype: str
+    levels: frozenset[str]
+    min_margin: float
+    sha: str
+    progress: Callable[[int, int], None] | None
+    cross_checks: bool  # False only in precision sweeps, which need the certificate's answer alone
+
+    @classmethod
+    def of(cls, claim: str, ctx: RunContext, model: Model) -> "Run":
+        return cls(claim, dict(ctx.params), ctx.samples, ctx.seed, ctx.dtype, frozenset(ctx.levels), ctx.min_margin,
+                   ctx.weights_sha256 or weights_sha256(model), ctx.reporter(claim),
+                   bool(ctx.extra.get("cross_checks", True)))
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """What a certificate engine hands the ladder: its decision over the whole input set, and where to look next.
+
+    `certified` means every input decodes with margin >= `margin` (and >= the demanded margin) in the stated
+    arithmetic. `check_boxes` are (row, value) boxes whose concrete inputs cross-check a CERTIFIED;
+    `failing_boxes` the boxes where it failed, searched for a counterexample; `cross_check` an independent
+    evaluator (arb balls) that returns its disagreements; `runnable` False when the weights cannot run in the
+    format at all; `fallback_samples` the numeric search budget when the certificate does not decide.
+    """
+
+    certified: bool
+    margin: float
+    method: str
+    arithmetic: str
+    details: dict[str, Any]
+    reason: str | None = None
+    check_boxes: tuple[tuple[int, int], ...] = ()
+    failing_boxes: tuple[tuple[int, int], ...] = ()
+    cross_check: Callable[[], list[str]] | None = None
+    runnable: bool = True
+    fallback_samples: int = 1
+
+
+def numeric_only(model: Model, problem: DecodeProblem, run: Run, samples: int | None = None) -> Record:
+    """The teacher-forced checker alone: CHECKED (exhaustive) or SAMPLED, FALSIFIED, or ERROR naming both."""
+    return explain_numeric(check_decoding(model, problem, claim=run.claim, params=dict(run.params),
+                                          samples=run.samples if samples is None else samples, seed=run.seed,
+                                          dtype=run.dtype, weights_sha256=run.sha, min_margin=run.min_margin,
+                                          progress=run.progress))
+
+
+def climb(model: Model, problem: DecodeProblem, cert: Certificate, run: Run) -> Record:
+    """The one verdict ladder of every `decode` obligation (the lookup claims and the packing).
+
+    CERTIFIED only after the cross-checks agree (independent evaluator, concrete inputs of the check boxes, the
+    full numeric run with the numeric level); any disagreement is ERROR naming both results. Not certified: the
+    failing boxes, then a bounded numeric search, look for a counterexample confirmed by incremental
+    generation (FALSIFIED); otherwise UNKNOWN with the certificate's reason.
+    """
     t0 = time.perf_counter()
-    model = ctx.model if ctx.model is not None else spec.construction(ctx)
-    enc = LookupEncoding.of(model, spec.block)
-    problem = spec.inputs(enc)
-    sha = ctx.weights_sha256 or weights_sha256(model)
-    if "certify" not in ctx.levels:
-        return explain_numeric(check_decoding(model, problem, claim=spec.claim, params=dict(ctx.params),
-                                              samples=ctx.samples, seed=ctx.seed, dtype=ctx.dtype, weights_sha256=sha,
-                                              min_margin=ctx.min_margin, progress=ctx.reporter(spec.claim)))
+    common: dict[str, Any] = dict(claim=run.claim, obligation="decode", arithmetic=cert.arithmetic,
+                                  params=dict(run.params), seed=run.seed, dtype=run.dtype, weights_sha256=run.sha)
+    details = dict(cert.details)
+    method = cert.method
+    numeric = "numeric" in run.levels
+    samples = run.samples if numeric else cert.fallback_samples
 
-    ex = exec_for(ctx.dtype)
-    run_model = round_model(model, ctx.dtype)
-    claim = spec.rows(enc.payload, enc, ctx.dtype)
-    cert, _ = certify_lookup(run_model, claim, ex, min_margin=ctx.min_margin,
-                             progress=ctx.reporter(f"{spec.claim} certificate"))
-    common: dict[str, Any] = dict(
-        claim=spec.claim, obligation="decode", arithmetic=ex.name, params=dict(ctx.params), seed=ctx.seed,
-        dtype=ctx.dtype, weights_sha256=sha,
-    )
-    details: dict[str, Any] = {"certificate": {"decoder": cert.decoder, "block_evaluations": cert.evaluations,
-                                               "margin_lower_bound": cert.min_margin, "demanded_margin": ctx.min_margin}}
-    method = f"structured interval certificate ({cert.decoder})"
-    # Without the numeric level, the fallback numeric search is bounded to about FALLBACK_INPUTS inputs.
-    numeric_samples = ctx.samples if "numeric" in ctx.levels else \
-        max(1, min(ctx.samples, FALLBACK_INPUTS // max(problem.sample_count(1), 1)))
-
-    def full_numeric() -> Record:
-        return check_decoding(model, problem, claim=spec.claim, params=dict(ctx.params), samples=numeric_samples,
-                              seed=ctx.seed, dtype=ctx.dtype, weights_sha256=sha, min_margin=ctx.min_margin,
-                              progress=ctx.reporter(spec.claim))
+    def record(verdict: Verdict, **kw: Any) -> Record:
+        return Record(verdict=verdict, seconds=time.perf_counter() - t0, details=details, **{"method": method, **kw},
+                      **common)
 
     def error(reason: str, counterexample: dict | None = None) -> Record:
-        return Record(verdict=Verdict.ERROR, method=method, reason=f"evaluators disagree: {reason}",
-                      counterexample=counterexample, seconds=time.perf_counter() - t0, details=details, **common)
+        return record(Verdict.ERROR, reason=f"evaluators disagree: {reason}", counterexample=counterexample)
 
-    if cert.certified and not ctx.extra.get("cross_checks", True):
+    everything = Coverage(problem.total, problem.total, problem.form)
+    if cert.certified and not run.cross_checks:
         details["cross_checks"] = "skipped (precision sweep)"
-        return Record(verdict=Verdict.CERTIFIED, method=method, coverage=Coverage(problem.total, problem.total,
-                      problem.form), min_margin=cert.min_margin, seconds=time.perf_counter() - t0, details=details,
-                      **common)
+        return record(Verdict.CERTIFIED, coverage=everything, min_margin=cert.margin)
     if cert.certified:
-        said = f"certificate ({cert.decoder}, {ex.name}): CERTIFIED margin >= {cert.min_margin:.3g}"
-        problems = [f"arb balls: {p}" for p in _arb_check(run_model, enc, spec, claim, ex, ctx, details)]
-        # Numeric cross-check: concrete inputs from the extreme and some random boxes, in the same arithmetic
-        # (the full sampled run as well with --level all). Each is one execution the certificate covers: its
-        # margin may not fall below the bound, beyond the rounding of the final subtraction forming the margin.
-        boxes = evaluate_boxes(model, problem, _check_boxes(claim.rows, claim.V, ctx.seed), dtype=ctx.dtype,
-                               min_margin=ctx.min_margin, seed=ctx.seed)
-        runs = [(f"numeric ({ctx.dtype}, {boxes['inputs']} inputs from the certificate's boxes)", boxes)]
-        if "numeric" in ctx.levels:
-            full = full_numeric()
+        said = f"certificate ({cert.method}, {cert.arithmetic}): CERTIFIED margin >= {cert.margin:.3g}"
+        problems = [f"arb balls: {p}" for p in (cert.cross_check() if cert.cross_check else [])]
+        runs = []
+        if cert.runnable and cert.check_boxes:
+            # Concrete inputs of the check boxes, in the same arithmetic: each is one execution the certificate
+            # covers, so its margin may not fall below the bound (beyond the rounding of the final subtraction).
+            boxes = evaluate_boxes(model, problem, list(cert.check_boxes), dtype=run.dtype,
+                                   min_margin=run.min_margin, seed=run.seed)
+            runs.append((f"numeric ({run.dtype}, {boxes['inputs']} inputs from the certificate's boxes)", boxes))
+        if numeric and cert.runnable:
+            full = numeric_only(model, problem, run)
             runs.append((f"numeric ({full.arithmetic}, {_covered(full)} inputs)",
                          {"min_margin": full.min_margin, "inputs": full.coverage.covered if full.coverage else 0,
                           "counterexample": full.counterexample, "verdict": full.verdict, "reason": full.reason}))
         details["numeric_cross_check"] = {"inputs": sum(r["inputs"] for _, r in runs),
-                                          "min_margin": min(r["min_margin"] for _, r in runs)}
-        floor = cert.min_margin - 2**-50 * abs(cert.min_margin)
+                                          "min_margin": min((r["min_margin"] for _, r in runs), default=None)}
+        floor = cert.margin - 2**-50 * abs(cert.margin)
         for who, r in runs:
             if r["counterexample"] is not None:
                 problems.append(f"{who}: counterexample {counterexample_text(r['counterexample'])}")
             elif r.get("verdict") is Verdict.ERROR:
                 problems.append(f"{who}: ERROR({r['reason']})")
-            elif r["min_margin"] < floor:
-                problems.append(f"{who}: min margin {r['min_margin']!r} below the certified bound {cert.min_margin!r}")
+            elif r["min_margin"] is not None and r["min_margin"] < floor:
+                problems.append(f"{who}: min margin {r['min_margin']!r} below the certified bound {cert.margin!r}")
         if problems:
             ce = next((r["counterexample"] for _, r in runs if r["counterexample"] is not None), None)
             return error(f"{said}; " + "; ".join(problems), ce)
-        cov = Coverage(problem.total, problem.total, problem.form)
-        method += (f"; cross-checked: arb on {details['arb_cross_check']['boxes']} boxes, "
-                   f"numeric on {details['numeric_cross_check']['inputs']} inputs")
-        return Record(verdict=Verdict.CERTIFIED, method=method, coverage=cov, min_margin=cert.min_margin,
-                      seconds=time.perf_counter() - t0, details=details, **common)
+        arb = details.get("arb_cross_check", {})
+        checked = [f"arb on {arb['boxes']} boxes"] if arb.get("boxes") else []
+        checked += [f"numeric on {details['numeric_cross_check']['inputs']} inputs"] if runs else []
+        method += f"; cross-checked: {', '.join(checked)}" if checked else "; no cross-check could run"
+        return record(Verdict.CERTIFIED, coverage=everything, min_margin=cert.margin)
 
     # Not certified: look for a real counterexample before saying UNKNOWN.
-    boxes = [(r, y) for r, y, _ in cert.failures]
-    found = search_boxes(model, problem, boxes, dtype=ctx.dtype, min_margin=ctx.min_margin, seed=ctx.seed)
-    if found is not None and not found["confirmation"]["fails"]:
-        return error(f"teacher-forced pass ({ctx.dtype}) in a failing certificate box: counterexample "
-                     f"{counterexample_text(found)}, which incremental generation does not reproduce", found)
-    if found is not None:
-        said = f"certificate box search ({ctx.dtype}): counterexample {counterexample_text(found)}"
-        if "numeric" in ctx.levels:
-            num = full_numeric()
-            details["numeric"] = {"verdict": num.verdict_text, "min_margin": num.min_margin,
-                                  "inputs": None if num.coverage is None else num.coverage.covered}
-            if num.verdict is Verdict.CHECKED:
-                return error(f"{said}; numeric ({num.arithmetic}, {_covered(num)} inputs): CHECKED, every input "
-                             f"decodes (min margin {num.min_margin:.3g})", found)
-        return Record(verdict=Verdict.FALSIFIED, method=method + "; counterexample from a failing box",
-                      min_margin=found["teacher_forced_margin"], counterexample=found,
-                      seconds=time.perf_counter() - t0, details=details, **common)
-    if not ctx.extra.get("cross_checks", True):
-        r, y, m = cert.failures[0] if cert.failures else (None, None, None)
-        reason = cert.reason or f"certificate fails at box (row {r}, value {y}) with margin bound {m:.3g}; no " \
-                                "counterexample in that box"
-        return Record(verdict=Verdict.UNKNOWN, method=method, reason=reason, seconds=time.perf_counter() - t0,
-                      details=details, **common)
-    num = explain_numeric(full_numeric())
-    details["numeric"] = {"verdict": num.verdict_text, "min_margin": num.min_margin,
-                          "inputs": None if num.coverage is None else num.coverage.covered}
+    if cert.failing_boxes:
+        found = search_boxes(model, problem, list(cert.failing_boxes), dtype=run.dtype, min_margin=run.min_margin,
+                             seed=run.seed)
+        if found is not None and not found["confirmation"]["fails"]:
+            return error(f"teacher-forced pass ({run.dtype}) in a failing certificate box: counterexample "
+                         f"{counterexample_text(found)}, which incremental generation does not reproduce", found)
+        if found is not None:
+            said = f"certificate box search ({run.dtype}): counterexample {counterexample_text(found)}"
+            if numeric:
+                num = numeric_only(model, problem, run)
+                details["numeric"] = _summary(num)
+                if num.verdict is Verdict.CHECKED:
+                    return error(f"{said}; numeric ({num.arithmetic}, {_covered(num)} inputs): CHECKED, every "
+                                 f"input decodes (min margin {num.min_margin:.3g})", found)
+            method += "; counterexample from a failing box"
+            return record(Verdict.FALSIFIED, min_margin=found["teacher_forced_margin"], counterexample=found)
+    if not cert.runnable or not run.cross_checks:
+        where = cert.reason or "the certificate did not decide"
+        return record(Verdict.UNKNOWN, reason=where + ("; no counterexample in its failing boxes"
+                                                       if cert.failing_boxes else ""))
+    num = numeric_only(model, problem, run, samples)
+    details["numeric"] = _summary(num)
     if num.verdict in (Verdict.FALSIFIED, Verdict.ERROR):
-        return Record(verdict=num.verdict, method=method + "; " + num.method, reason=num.reason,
-                      coverage=num.coverage, min_margin=num.min_margin, counterexample=num.counterexample,
-                      seconds=time.perf_counter() - t0, details=details, **common)
-    if cert.reason:
-        reason = cert.reason
-    elif num.coverage is None:
-        r, y, m = cert.failures[0]
-        reason = f"certificate fails at box (row {r}, value {y}) with margin bound {m:.3g}; numeric check: {num.reason}"
+        method += "; " + num.method
+        return record(num.verdict, reason=num.reason, coverage=num.coverage, min_margin=num.min_margin,
+                      counterexample=num.counterexample)
+    where = cert.reason or "the certificate did not decide"
+    if num.coverage is None:
+        reason = f"{where}; numeric check: {num.reason}"
     else:
+        how = "exhaustive" if num.coverage.exhaustive else "sampled"
+        boxes = " in its failing boxes nor" if cert.failing_boxes else ""
+        reason = f"{where}; no counterexample{boxes} in {num.coverage.covered} {how} inputs"
+    return record(Verdict.UNKNOWN, reason=reason, coverage=num.coverage, min_margin=num.min_margin)
+
+
+def run_decode(spec: LookupSpec, ctx: RunContext) -> Record:
+    """`decode` of a lookup claim: the structured interval certificate, then the ladder."""
+    model = ctx.model if ctx.model is not None else spec.construction(ctx)
+    enc = LookupEncoding.of(model, spec.block)
+    problem = spec.inputs(enc)
+    run = Run.of(spec.claim, ctx, model)
+    if "certify" not in run.levels:
+        return numeric_only(model, problem, run)
+    ex = exec_for(run.dtype)
+    run_model = round_model(model, run.dtype)
+    rows = spec.rows(enc.payload, enc, run.dtype)
+    cert, _ = certify_lookup(run_model, rows, ex, min_margin=run.min_margin,
+                             progress=ctx.reporter(f"{spec.claim} certificate"))
+    details: dict[str, Any] = {"certificate": {"decoder": cert.decoder, "block_evaluations": cert.evaluations,
+                                               "margin_lower_bound": cert.min_margin, "demanded_margin": run.min_margin}}
+    reason = cert.reason
+    if reason is None and cert.failures:
         r, y, m = cert.failures[0]
-        reason = (f"certificate fails at box (row {r}, value {y}) with margin bound {m:.3g}; no counterexample "
-                  f"in that box nor in {num.coverage.covered} {'exhaustive' if num.coverage.exhaustive else 'sampled'} inputs")
-    return Record(verdict=Verdict.UNKNOWN, method=method, reason=reason, coverage=num.coverage,
-                  min_margin=num.min_margin, seconds=time.perf_counter() - t0, details=details, **common)
+        reason = f"certificate fails at box (row {r}, value {y}) with margin bound {m:.3g}"
+    fallback = max(1, min(run.samples, FALLBACK_INPUTS // max(problem.sample_count(1), 1)))
+    return climb(model, problem, Certificate(
+        certified=cert.certified, margin=cert.min_margin, method=f"structured interval certificate ({cert.decoder})",
+        arithmetic=ex.name, details=details, reason=reason, check_boxes=tuple(_check_boxes(rows.rows, rows.V, run.seed)),
+        failing_boxes=tuple((r, y) for r, y, _ in cert.failures),
+        cross_check=lambda: _arb_check(run_model, enc, spec, rows, run.seed, details), fallback_samples=fallback), run)
+
+
+def _summary(num: Record) -> dict[str, Any]:
+    return {"verdict": num.verdict_text, "min_margin": num.min_margin,
+            "inputs": None if num.coverage is None else num.coverage.covered}
 
 
 def _covered(r: Record) -> str:
@@ -204,7 +270,7 @@ def _check_boxes(R: int, V: int, seed: int) -> list[tuple[int, int]]:
     return sorted(boxes)
 
 
-def _arb_check(model: Model, enc: LookupEncoding, spec: LookupSpec, claim_rows: LookupRows, ex, ctx: RunContext,
+def _arb_check(model: Model, enc: LookupEncoding, spec: LookupSpec, claim_rows: LookupRows, seed: int,
                details: dict[str, Any]) -> list[str]:
     """arb balls on the extreme boxes of the last rows and a few random ones (real arithmetic on both sides)."""
     width = model.d_model
@@ -214,8 +280,8 @@ def _arb_check(model: Model, enc: LookupEncoding, spec: LookupSpec, claim_rows: 
                                       f"({positions} positions x width {width})"}
         return []
     exact_rows = spec.rows(enc.payload, enc, None)  # exact encodings y/V, real arithmetic
-    boxes = _check_boxes(exact_rows.rows, exact_rows.V, ctx.seed)
+    boxes = _check_boxes(exact_rows.rows, exact_rows.V, seed)
     bounds = box_bounds(model, exact_rows, REAL, boxes)
-    problems = cross_check(model, exact_rows, bounds, points=1, seed=ctx.seed)
+    problems = cross_check(model, exact_rows, bounds, points=1, seed=seed)
     details["arb_cross_check"] = {"boxes": len(boxes), "disagreements": problems}
     return problems

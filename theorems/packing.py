@@ -15,14 +15,14 @@ import numpy as np
 from prefixproof.constructions.packing import Packing
 from prefixproof.theorems.base import Obligation, Param, RunContext, Theorem
 from prefixproof.theorems.conditional import ConditionalInputs
-from prefixproof.theorems.ladder import explain_numeric
+from prefixproof.theorems.ladder import Certificate, Run, climb, numeric_only
 from prefixproof.theorems.encoding import LookupEncoding
 from prefixproof.theorems.stored_prompt import stored_prompt_obligation
 from prefixproof.theorems.lookup_obligations import lemma_record
-from prefixproof.verify.numeric.decoding import check_decoding
 from prefixproof.verify.verdict import Record
 
 EXACT_LIMIT = 20_000  # exhaustive exact evaluations (packed value x input) for the quick level
+FALLBACK_MAPS = 20  # maps the counterexample search draws when the certificate does not decide
 
 
 class PackingInputs(ConditionalInputs):
@@ -84,17 +84,24 @@ def run_exact(ctx: RunContext) -> Record:
 
 
 def run_decode(ctx: RunContext) -> Record:
-    from prefixproof.verify.certify.packing import certify_packing
+    """`decode`: the packing certificate (every layer against the exact construction), then the one ladder."""
+    from prefixproof.verify.certify.packing import packing_certificate
 
     c = construction(ctx)
     model = ctx.model if ctx.model is not None else c.model()
-    enc = LookupEncoding.of(model, "pay")
-    problem = PackingInputs(enc)
-    if "certify" not in ctx.levels:
-        return explain_numeric(check_decoding(model, problem, claim=THEOREM.id, params=dict(ctx.params),
-                                              samples=ctx.samples, seed=ctx.seed, dtype=ctx.dtype,
-                                              min_margin=ctx.min_margin, progress=ctx.reporter(THEOREM.id)))
-    return certify_packing(THEOREM.id, model, c, problem, ctx)
+    problem = PackingInputs(LookupEncoding.of(model, "pay"))
+    run = Run.of(THEOREM.id, ctx, model)
+    if "certify" not in run.levels:
+        return numeric_only(model, problem, run)
+    out = packing_certificate(model, c, run.dtype)
+    certified = out["certified"] and run.min_margin <= out["margin"]
+    reason = out["reason"] or (None if certified else f"the demanded margin {run.min_margin:.3g} is above the "
+                                                      f"certified {out['margin']:.3g}")
+    extremes = ((0, 0), (problem.K - 1, problem.V - 1))  # (sub-table row, value) boxes with concrete inputs
+    return climb(model, problem, Certificate(
+        certified=certified, margin=out["margin"], method=out["method"], arithmetic=out["arithmetic"],
+        details=out["details"], reason=reason, check_boxes=extremes, runnable=out["runnable"],
+        fallback_samples=FALLBACK_MAPS), run)
 
 
 def exact_quick(params: dict[str, int]) -> bool:
@@ -121,7 +128,7 @@ THEOREM = Theorem(
                    ("symbolic",), "prefixproof.verify.exact.packing.exhaustive_exact", run_exact, applies_to_weights=False,
                    quick=exact_quick),
         Obligation("decode", "every map and input decodes with a positive margin in the executed arithmetic",
-                   ("certify", "numeric"), "prefixproof.verify.certify.packing.certify_packing / prefixproof.verify.numeric.decoding.check_decoding",
+                   ("certify", "numeric"), "prefixproof.verify.certify.packing.packing_certificate + theorems.ladder.climb",
                    run_decode),
         stored_prompt_obligation("multi_token_packing"),
     ),

@@ -14,26 +14,20 @@ A stage that cannot be enclosed gives UNKNOWN("stage not covered: ..."), never C
 """
 from __future__ import annotations
 
-import json
 import math
-import time
 from typing import Any
 
 import numpy as np
 
 from prefixproof.constructions.model import Model, materialize
 from prefixproof.constructions.packing import Packing
-from prefixproof.theorems.base import RunContext
 from prefixproof.verify.certify import interval as I
 from prefixproof.verify.certify.attention import Unsupported, first_layer_forms
 from prefixproof.verify.certify.packing_recursion import Digits, State, Uncovered, decode_margin, exact_parts, run_hidden
-from prefixproof.verify.numeric.decoding import DecodeProblem, check_decoding, evaluate_boxes
 from prefixproof.verify.certify.lookup_rows import LookupRows
 from prefixproof.verify.semantics.formats import round_model, round_to
 from prefixproof.verify.certify.interval import Exec, PrecisionExhausted, exec_for
-from prefixproof.verify.verdict import Coverage, Record, Verdict
 
-FALLBACK_MAPS = 20  # maps the counterexample search draws when the certificate does not decide
 
 
 def packing_rows(c: Packing, payload: np.ndarray, tmax: float) -> LookupRows:
@@ -125,83 +119,26 @@ def _enc_err(dtype: str) -> float:
     return half if dtype == "float64" else half + 2.0**-54
 
 
-def certify_packing(claim: str, model: Model, c: Packing, problem: DecodeProblem, ctx: RunContext) -> Record:
-    """The ladder: certificate; then a numeric run beside it (extreme boxes by default, the full run with the
-    numeric level). A numeric failure or a margin below the certified bound next to CERTIFIED is ERROR."""
-    t0 = time.perf_counter()
-    ex = exec_for(ctx.dtype)
-    common: dict[str, Any] = dict(claim=claim, obligation="decode", arithmetic=ex.name, params=dict(ctx.params),
-                                  seed=ctx.seed, dtype=ctx.dtype)
-    method = "packing certificate: stage-1 enclosure, then every Dense layer against the exact construction"
+def packing_certificate(model: Model, c: Packing, dtype: str) -> dict[str, Any]:
+    """The certificate's decision over every map and input, executed in `dtype` (the weights rounded to it).
+
+    Returns {"certified", "margin" (lower bound, when certified), "reason" (when not), "runnable" (whether the
+    weights can be stored in the format at all), "method", "arithmetic", "details"}. A stage the recursion does
+    not enclose is "stage not covered", never certified; the ladder (prefixproof.theorems.ladder) does the rest.
+    """
+    ex = exec_for(dtype)
     try:
-        run = round_model(model, ctx.dtype)
-        result = analyse(run, c, ex, ctx.dtype)
+        result = analyse(round_model(model, dtype), c, ex, dtype)
     except Unsupported as e:
         result = {"certified": False, "reason": f"stage not covered: attention and the first MLP layer: {e}"}
     except (Uncovered, PrecisionExhausted) as e:
         result = {"certified": False, "reason": str(e)}
     except ValueError as e:  # weights beyond the format's range cannot even be stored
-        result = {"certified": False, "reason": f"the weights do not fit {ctx.dtype}: {e}"}
-    details = {"packing_certificate": {k: v for k, v in result.items() if k != "certified"}}
-    runnable = _runnable(ctx.dtype, c)
-    numeric = "numeric" in ctx.levels
-    if result["certified"] and ctx.min_margin <= result["margin"]:
-        bound = result["margin"]
-        if numeric and runnable:
-            num = check_decoding(model, problem, claim=claim, params=dict(ctx.params), samples=ctx.samples,
-                                 seed=ctx.seed, dtype=ctx.dtype, min_margin=ctx.min_margin,
-                                 progress=ctx.reporter(claim))
-            bad = num.verdict in (Verdict.FALSIFIED, Verdict.ERROR) or (
-                num.min_margin is not None and num.min_margin < bound)
-            details["numeric_run"] = {"verdict": num.verdict.name, "method": num.method, "min_margin": num.min_margin,
-                                      "reason": num.reason}
-            if bad:
-                return Record(verdict=Verdict.ERROR, method=method + "; " + num.method,
-                              reason=_disagreement(bound, num.verdict.name, num.min_margin, num.counterexample,
-                                                   num.reason), coverage=num.coverage, min_margin=num.min_margin,
-                              counterexample=num.counterexample, seconds=time.perf_counter() - t0, details=details,
-                              **common)
-        elif runnable:
-            check = evaluate_boxes(model, problem, [(0, 0), (problem.K - 1, problem.V - 1)], dtype=ctx.dtype,
-                                   seed=ctx.seed)
-            details["numeric_run"] = {"method": "extreme boxes", "min_margin": check["min_margin"]}
-            if check["counterexample"] is not None or check["min_margin"] < bound:
-                verdict = "FALSIFIED" if check["counterexample"] is not None else "no failure on the extreme boxes"
-                return Record(verdict=Verdict.ERROR, method=method, reason=_disagreement(
-                    bound, verdict, check["min_margin"], check["counterexample"], None),
-                    counterexample=check["counterexample"], seconds=time.perf_counter() - t0, details=details,
-                    **common)
-        return Record(verdict=Verdict.CERTIFIED, method=method, coverage=Coverage(problem.total, problem.total,
-                      problem.form), min_margin=bound, seconds=time.perf_counter() - t0, details=details,
-                      **common)
-    if not runnable or not ctx.extra.get("cross_checks", True):
-        return Record(verdict=Verdict.UNKNOWN, method=method, reason=result["reason"], details=details,
-                      seconds=time.perf_counter() - t0, **common)
-    num = check_decoding(model, problem, claim=claim, params=dict(ctx.params),
-                         samples=ctx.samples if numeric else FALLBACK_MAPS, seed=ctx.seed,
-                         dtype=ctx.dtype, min_margin=ctx.min_margin, progress=ctx.reporter(claim))
-    if num.verdict in (Verdict.FALSIFIED, Verdict.ERROR):
-        return Record(verdict=num.verdict, method=method + "; " + num.method, reason=num.reason,
-                      coverage=num.coverage, min_margin=num.min_margin, counterexample=num.counterexample,
-                      seconds=time.perf_counter() - t0, details=details, **common)
-    return Record(verdict=Verdict.UNKNOWN, method=method, reason=f"{result['reason']}; no counterexample in "
-                  f"{num.coverage.covered if num.coverage else 0} inputs", coverage=num.coverage,
-                  min_margin=num.min_margin, details=details, seconds=time.perf_counter() - t0, **common)
-
-
-def _disagreement(bound: float, verdict: str, margin: float | None, counterexample: Any, reason: str | None) -> str:
-    """The two results that disagree, side by side."""
-    text = f"the evaluators disagree: the certificate says CERTIFIED with decode margin >= {bound:.6g}, " \
-           f"the numeric run says {verdict} with min margin {margin if margin is None else f'{margin:.6g}'}"
-    if counterexample is not None:
-        brief = {k: counterexample[k] for k in ("input", "expected", "failing_position") if k in counterexample}
-        generated = (counterexample.get("confirmation") or {}).get("generated")
-        if generated is not None:
-            brief["generated"] = generated
-        text += f" (counterexample {json.dumps(brief or counterexample, default=str)[:300]})"
-    elif reason:
-        text += f" ({reason})"
-    return text
+        result = {"certified": False, "reason": f"the weights do not fit {dtype}: {e}"}
+    return {"certified": bool(result["certified"]), "margin": result.get("margin", float("-inf")),
+            "reason": result.get("reason"), "runnable": _runnable(dtype, c), "arithmetic": ex.name,
+            "method": "packing certificate: stage-1 enclosure, then every Dense layer against the exact construction",
+            "details": {"packing_certificate": {k: v for k, v in result.items() if k != "certified"}}}
 
 
 def _runnable(dtype: str, c: Packing) -> bool:

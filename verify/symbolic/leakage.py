@@ -233,8 +233,6 @@ def threshold_at(lemma: Lemma, V_: int, m_: int, pointers: int = 1) -> Fraction:
 
 def scale_meets_rule(V_: int, m_: int, sigma_: float, pointers: int = 1, lemma: Lemma | None = None) -> bool:
     """Per instance: e^sigma >= R of the PROVED rule, in arb ball arithmetic (sigma is an exact binary number)."""
-    import flint
-
     lemma = leakage_lemma() if lemma is None else lemma
     if not lemma.proved:
         return False
