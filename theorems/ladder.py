@@ -112,7 +112,7 @@ def climb(model: Model, problem: DecodeProblem, cert: Certificate, run: Run) -> 
     t0 = time.perf_counter()
     common: dict[str, Any] = dict(claim=run.claim, obligation="decode", arithmetic=cert.arithmetic,
                                   params=dict(run.params), seed=run.seed, dtype=run.dtype, weights_sha256=run.sha)
-    details = dict(cert.details)
+    details = cert.details  # the cross-check writes its own entry into the same dict
     method = cert.method
     numeric = "numeric" in run.levels
     samples = run.samples if numeric else cert.fallback_samples
