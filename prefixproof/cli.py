@@ -15,7 +15,11 @@ from prefixproof.constructions.io import FormatError
 from prefixproof.constructions.model import ModelError, ParameterError
 from prefixproof.verify.semantics.generate import GenerationError
 from prefixproof.report import EXIT_ERROR, EXIT_USAGE
+from prefixproof.audit.precision import SWEEPS
+from prefixproof.commands.verify import LEVELS, WEIGHTS_BLOCK
+from prefixproof.theorems import THEOREMS
 from prefixproof.usage import UsageError
+from prefixproof.verify.semantics.formats import FORMATS
 from prefixproof.userinput import InputError
 
 USER_ERRORS = (InputError, FormatError, TokenError, ModelError, ParameterError, GenerationError)
@@ -53,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     v = sub.add_parser("verify", help="check claims and print a verdict table")
-    v.add_argument("claims", nargs="*", metavar="CLAIM", help="claim ids (default: theorem1 theorem2)")
+    v.add_argument("claims", nargs="*", metavar="CLAIM",
+                   help=f"claim ids (default: all {len(THEOREMS)}: {', '.join(THEOREMS)})")
     v.add_argument("--vocab", type=_positive, help="vocabulary size V (default: each claim's own, 95 = printable "
                    "ASCII for Theorems 1 and 2)")
     v.add_argument("--length", type=_positive, help="Theorem 1 response length N (default 20)")
@@ -63,14 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="K: targets for theorem1 (default 2000), maps for theorem2 (default 100); "
                         "input sets of at most 2^20 inputs are checked exhaustively instead")
     v.add_argument("--seed", type=_seed, default=0, help="sampling seed (default 0)")
-    v.add_argument("--dtype", choices=("float64", "float32", "float16", "bfloat16"), default="float64",
+    v.add_argument("--dtype", choices=FORMATS, default="float64",
                    help="the arithmetic the model is executed (and certified) in")
-    v.add_argument("--level", choices=("quick", "symbolic", "certify", "numeric", "all"), default="quick",
+    v.add_argument("--level", choices=tuple(LEVELS), default="quick",
                    help="which methods run: quick = symbolic + certify (numeric sampling runs inside certify "
                         "as a cross-check); all adds the full numeric run")
     v.add_argument("--weights", metavar="DIR", help="check this weights directory (docs/format.md) against --claim")
-    v.add_argument("--claim", choices=("theorem1", "theorem2", "long_response", "multi_token", "conditional",
-                                       "multi_token_packing"), help="the claim to check --weights against")
+    v.add_argument("--claim", choices=tuple(WEIGHTS_BLOCK), help="the claim to check --weights against")
     v.add_argument("--min-margin", type=float, default=0.0, metavar="X",
                    help="demand a decode margin of at least X (sanity mode: more than achievable must not certify)")
     v.add_argument("--json", metavar="PATH", help="also write the report as JSON (docs/report.md)")
@@ -80,9 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_build_parser(sub, _positive, _Parser)
 
     pr = sub.add_parser("precision", help="largest sizes certified in each floating-point format")
-    pr.add_argument("theorem", choices=("theorem1", "theorem2", "long_response", "multi_token", "conditional",
-                                        "multi_token_packing"))
-    pr.add_argument("--dtype", choices=("float64", "float32", "float16", "bfloat16"), action="append",
+    pr.add_argument("theorem", choices=tuple(SWEEPS))
+    pr.add_argument("--dtype", choices=FORMATS, action="append",
                     help="format(s) to report (repeatable; default: all four)")
     pr.add_argument("--json", metavar="PATH", help="also write the report as JSON")
 
@@ -102,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     xc = sub.add_parser("crosscheck", help="cross-check against PyTorch, Hugging Face GPT-2, PEFT and MiniLM "
                         "(needs the torch extra)")
     xc.add_argument("targets", nargs="*", metavar="TARGET", help="constructions, gpt2, peft, minilm or all (default)")
-    xc.add_argument("--dtype", choices=("float64", "float32", "float16", "bfloat16"), action="append",
+    xc.add_argument("--dtype", choices=FORMATS, action="append",
                     help="repeatable; identities run in float32/float64 (default both), constructions report "
                          "the formats below float64 (default float32, float16, bfloat16)")
     xc.add_argument("--weights", metavar="DIR", action="append", help="cross-check this weights directory "

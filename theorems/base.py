@@ -76,6 +76,9 @@ class Theorem:
     predicate: str  # as a formula
     params: tuple[Param, ...]
     obligations: tuple[Obligation, ...]
+    # The residual-stream block holding the virtual tokens' payload, for the lookup claims: a weights
+    # directory whose labels carry this block can be checked against the claim (`verify --weights`).
+    payload_block: str | None = None
 
     def param(self, name: str) -> Param:
         for p in self.params:

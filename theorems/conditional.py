@@ -173,6 +173,7 @@ def _make(claim_id: str, title: str, claim: str, params: tuple[Param, ...], fixe
         params=params,
         obligations=lookup_obligations(claim_id, "m_r(u)/V", spec, hardmax, leakage, hardmax_quick)
         + (stored_prompt_obligation(claim_id),),
+        payload_block="table",
     )
 
 

@@ -128,8 +128,9 @@ THEOREM = Theorem(
                    ("symbolic",), "prefixproof.verify.exact.packing.exhaustive_exact", run_exact, applies_to_weights=False,
                    quick=exact_quick),
         Obligation("decode", "every map and input decodes with a positive margin in the executed arithmetic",
-                   ("certify", "numeric"), "prefixproof.verify.certify.packing.packing_certificate + theorems.ladder.climb",
+                   ("certify", "numeric"), "prefixproof.verify.certify.packing.packing_certificate, then prefixproof.theorems.ladder.climb",
                    run_decode),
         stored_prompt_obligation("multi_token_packing"),
     ),
+    payload_block="pay",
 )

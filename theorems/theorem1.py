@@ -139,4 +139,5 @@ THEOREM = Theorem(
     ),
     obligations=lookup_obligations("theorem1", "Y_i/V", SPEC, run_hardmax_lookup, run_leakage_bound)
     + (stored_prompt_obligation("theorem1"),),
+    payload_block="target",
 )

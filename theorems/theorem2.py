@@ -157,4 +157,5 @@ THEOREM = Theorem(
     params=(Param("V", "vocabulary size", 2, 95),),
     obligations=lookup_obligations("theorem2", "m(u)/V", SPEC, run_hardmax_lookup, run_leakage_bound)
     + (stored_prompt_obligation("theorem2"),),
+    payload_block="map",
 )

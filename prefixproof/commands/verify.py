@@ -10,7 +10,7 @@ import numpy as np
 from prefixproof.constructions.alphabet import render
 from prefixproof.constructions.io import CONFIG, PROMPT, FormatError, load_model, load_prompt, read_json, weights_sha256
 from prefixproof.theorems import THEOREMS
-from prefixproof.theorems.base import RunContext
+from prefixproof.theorems.base import LEVELS as BASE_LEVELS, RunContext
 from prefixproof.theorems.encoding import LookupEncoding
 from prefixproof.usage import UsageError, check_writable, default_alphabet
 from prefixproof.verify.semantics.generate import generate
@@ -22,8 +22,8 @@ from prefixproof.userinput import InputError, tokens_of
 DEFAULT_SAMPLES = {"theorem1": 2000, "theorem2": 100}
 
 
-LEVELS = {"quick": {"symbolic", "certify"}, "symbolic": {"symbolic"}, "certify": {"certify"},
-          "numeric": {"numeric"}, "all": {"symbolic", "certify", "numeric"}}
+# --level: which kinds of method run (theorems.base.LEVELS); quick also skips obligations slow at the size
+LEVELS = {"quick": {"symbolic", "certify"}, **{kind: {kind} for kind in BASE_LEVELS}, "all": set(BASE_LEVELS)}
 
 
 def _weights_plan(args: argparse.Namespace) -> tuple[list, Any, str]:
@@ -39,8 +39,8 @@ def _weights_plan(args: argparse.Namespace) -> tuple[list, Any, str]:
     return [(THEOREMS[args.claim], params)], model, weights_sha256(model)
 
 
-WEIGHTS_BLOCK = {"theorem1": "target", "theorem2": "map", "long_response": "table", "multi_token": "table",
-                 "conditional": "table", "multi_token_packing": "pay"}
+# the claims a weights directory can be checked against, with the payload block its labels must carry
+WEIGHTS_BLOCK = {t.id: t.payload_block for t in THEOREMS.values() if t.payload_block is not None}
 
 
 def weights_params(claim: str, model: Any) -> dict[str, int]:

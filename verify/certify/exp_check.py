@@ -35,14 +35,14 @@ from typing import Any
 
 import numpy as np
 
-from prefixproof.verify.semantics.formats import np_dtype
+from prefixproof.verify.semantics.formats import REGISTRY, np_dtype
 from prefixproof.verify.certify.interval import EnvironmentError_
 
-# the executed exp's relative error bound, in units of u of the format (8 u = 4 ulp, 2 u = 1 ulp)
-EXP_BOUND_U = {"float64": 8.0, "float32": 8.0, "float16": 2.0, "bfloat16": 2.0}
-
-UNIT = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
-ETA = {"float64": 2.0**-1074, "float32": 2.0**-149, "float16": 2.0**-24, "bfloat16": 2.0**-133}
+# per format (verify/semantics/formats.py REGISTRY): the executed exp's relative error bound in units of u
+# (8 u = 4 ulp, 2 u = 1 ulp), the unit roundoff and the smallest subnormal
+EXP_BOUND_U = {name: f.exp_bound_u for name, f in REGISTRY.items()}
+UNIT = {name: f.u for name, f in REGISTRY.items()}
+ETA = {name: f.eta for name, f in REGISTRY.items()}
 _REF = np.exp  # float64 reference, bound at import (a monkeypatched np.exp is measured, not trusted)
 _REF_REL = 4 * 2.0**-52  # its checked accuracy
 _MEASURED: dict[str, dict[str, Any]] = {}

@@ -89,19 +89,12 @@ def exec_for(dtype_name: str) -> Exec:
     bfloat16), only after numpy's exp in that format has been measured within it on this machine
     (verify/certify/exp_check.py; raises ExpAccuracyError otherwise).
     """
-    table = {
-        "float64": (2.0**-53, 2.0**-1074, float(np.finfo(np.float64).max)),
-        "float32": (2.0**-24, 2.0**-149, float(np.finfo(np.float32).max)),
-        "float16": (2.0**-11, 2.0**-24, 65504.0),
-        "bfloat16": (2.0**-8, 2.0**-133, 3.3895313892515355e38),
-    }
-    if dtype_name not in table:
-        raise ValueError(f"unknown dtype {dtype_name!r}; choose from {', '.join(table)}")
-    from prefixproof.verify.certify.exp_check import EXP_BOUND_U, check_exp
+    from prefixproof.verify.certify.exp_check import check_exp
+    from prefixproof.verify.semantics.formats import format_of
 
+    fmt = format_of(dtype_name)
     check_exp(dtype_name)
-    u, eta, big = table[dtype_name]
-    return Exec(f"{dtype_name} execution", u, eta, EXP_BOUND_U[dtype_name], big)
+    return Exec(f"{dtype_name} execution", fmt.u, fmt.eta, fmt.exp_bound_u, fmt.largest)
 
 
 # ------------------------------------------------------------------ construction

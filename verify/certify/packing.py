@@ -14,7 +14,6 @@ A stage that cannot be enclosed gives UNKNOWN("stage not covered: ..."), never C
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,7 @@ from prefixproof.verify.certify import interval as I
 from prefixproof.verify.certify.attention import Unsupported, first_layer_forms
 from prefixproof.verify.certify.packing_recursion import Digits, State, Uncovered, decode_margin, exact_parts, run_hidden
 from prefixproof.verify.certify.lookup_rows import LookupRows
-from prefixproof.verify.semantics.formats import round_model, round_to
+from prefixproof.verify.semantics.formats import format_of, round_model, round_to
 from prefixproof.verify.certify.interval import Exec, PrecisionExhausted, exec_for
 
 
@@ -115,7 +114,7 @@ def analyse(model: Model, c: Packing, ex: Exec, encoder_dtype: str | None) -> di
 def _enc_err(dtype: str) -> float:
     """Largest |t - r| for r in [0, 1) and t = fl_dtype(fl64(r)): half an ulp at 1/2..1 in the format, plus the
     float64 encoder's own half ulp when the value is rounded twice."""
-    half = {"float64": 2.0**-54, "float32": 2.0**-25, "float16": 2.0**-12, "bfloat16": 2.0**-9}[dtype]
+    half = format_of(dtype).u / 2
     return half if dtype == "float64" else half + 2.0**-54
 
 
@@ -144,5 +143,5 @@ def packing_certificate(model: Model, c: Packing, dtype: str) -> dict[str, Any]:
 def _runnable(dtype: str, c: Packing) -> bool:
     """Whether the weights can be stored in the format at all (the largest is about 4 V^(D+1))."""
     big = 4.0 * float(c.V) ** (c.D + 1)
-    limit = {"float16": 65504.0, "bfloat16": 3.39e38}.get(dtype, math.inf)
+    limit = format_of(dtype).largest
     return big < limit

@@ -27,6 +27,7 @@ import numpy as np
 from prefixproof.constructions.io import weights_sha256 as model_sha256
 from prefixproof.constructions.model import Model
 from prefixproof.verify.semantics.ops import NumpyOps
+from prefixproof.verify.semantics.formats import format_of
 from prefixproof.verify.semantics.executions import Execution, describe, executions
 from prefixproof.verify.semantics.forward import forward
 from prefixproof.verify.parallel import default_workers, ordered_map
@@ -218,8 +219,7 @@ def confirm(problem: DecodeProblem, model: Model, ops: NumpyOps, item: Any, posi
     if min_margin > 0 and margin > 0:  # a pass that misses the demanded margin: confirm that margin
         second["fails"] = bool(second.get("margin_at", margin) < min_margin)
     if not second["fails"]:
-        eps = float(np.finfo(np.float32 if dtype == "float32" else np.float64).eps) if dtype in ("float32", "float64") \
-            else {"float16": 2.0**-10, "bfloat16": 2.0**-7}[dtype]
+        eps = format_of(dtype).eps
         tol = ROUNDING_AGREEMENT * eps * max(1.0, scale)
         if abs(second.get("margin_at", math.inf) - margin) <= tol:
             second["fails"] = True

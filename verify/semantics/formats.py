@@ -11,6 +11,7 @@ the format's execution class (docs/certificates.md, "Execution classes").
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,17 +20,58 @@ import scipy.sparse as sp
 from prefixproof.constructions.model import Model, map_weights, materialize
 from prefixproof.verify.semantics.ops import NumpyOps
 
-FORMATS = ("float64", "float32", "float16", "bfloat16")
+
+@dataclass(frozen=True)
+class Format:
+    """A binary floating-point format with round to nearest and gradual underflow: the one place its
+    constants live. `u` is the unit roundoff (2^-p), `eta` the smallest subnormal, `largest` the largest
+    finite value, `exp_bound_u` the relative error of numpy's exp in it that the certificate assumes, in
+    units of u (docs/certificates.md, "Execution classes"; measured at start-up by
+    verify/certify/exp_check.py)."""
+
+    name: str
+    bits: int  # precision p, the significand's bits including the implicit one
+    eta: float
+    largest: float
+    exp_bound_u: float
+
+    @property
+    def u(self) -> float:
+        return 2.0 ** -self.bits
+
+    @property
+    def eps(self) -> float:
+        """The spacing of the format at 1 (2u)."""
+        return 2.0 * self.u
+
+    @property
+    def dtype(self) -> np.dtype:
+        if self.name == "bfloat16":
+            import ml_dtypes
+
+            return np.dtype(ml_dtypes.bfloat16)
+        return np.dtype(self.name)
+
+
+REGISTRY: dict[str, Format] = {f.name: f for f in (
+    Format("float64", 53, 2.0**-1074, float(np.finfo(np.float64).max), 8.0),
+    Format("float32", 24, 2.0**-149, float(np.finfo(np.float32).max), 8.0),
+    Format("float16", 11, 2.0**-24, 65504.0, 2.0),
+    Format("bfloat16", 8, 2.0**-133, 3.3895313892515355e38, 2.0),
+)}
+FORMATS = tuple(REGISTRY)  # the names, widest first: the CLI's --dtype choices
+
+
+def format_of(name: str) -> Format:
+    """The registered format called `name`; a clear error for any other name."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown dtype {name!r}; choose from {', '.join(FORMATS)}") from None
 
 
 def np_dtype(name: str) -> np.dtype:
-    if name == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    if name not in FORMATS:
-        raise ValueError(f"unknown dtype {name!r}; choose from {', '.join(FORMATS)}")
-    return np.dtype(name)
+    return format_of(name).dtype
 
 
 def round_to(x: Any, name: str) -> np.ndarray:
