@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from prefixproof.output import render_table, terminal_width, write_json as write_json_file
 from prefixproof.theorems.base import Theorem
 from prefixproof.verify.verdict import Record, Verdict, weakest
 
@@ -18,7 +19,6 @@ REPORT_VERSION = 1
 
 EXIT_OK, EXIT_FALSIFIED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 VERDICT_CELL = 60  # longer verdict texts go below the table, whole and wrapped (never cut)
-WRAP = 110
 
 
 @dataclass(frozen=True)
@@ -53,24 +53,29 @@ def _margin(m: float | None) -> str:
 
 def table(results: Sequence[ClaimResult]) -> str:
     head = ("claim", "obligation", "method", "verdict", "inputs covered", "min margin", "seconds")
-    rows = [head]
+    rows = []
     for c in results:
         for r in c.records:
             cov = "-" if r.coverage is None else r.coverage.text()
             rows.append((r.claim, r.obligation, f"{r.method} [{r.arithmetic}]", _cell(r), cov,
                          _margin(r.min_margin), f"{r.seconds:.2f}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    width = terminal_width()
+    lines = render_table(head, rows, width=width).split("\n")
     lines.append("")
+
+    def say(text: str, indent: str = "") -> None:  # one logical line, wrapped to the width (never cut)
+        lines.extend(textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent + "    ",
+                                   break_long_words=True, break_on_hyphens=False) or [""])
+
     for c in results:
         params = ", ".join(f"{k}={v}" for k, v in c.params.items())
         named = f"{c.theorem.id} ({params})" if params else c.theorem.id
-        lines.append(f"{named}: {c.verdict.name} - weakest of {len(c.records)} obligation(s)")
+        say(f"{named}: {c.verdict.name} - weakest of {len(c.records)} obligation(s)")
         for r in c.records:
-            lines.extend(f"  {line}" for line in _explain(r))
+            for line in _explain(r):
+                say(line, "  ")
         for ob in c.skipped:
-            lines.append(f"  {ob}: not run - slow at this size for the quick level (run with --level symbolic)")
+            say(f"{ob}: not run - slow at this size for the quick level (run with --level symbolic)", "  ")
     return "\n".join(lines)
 
 
@@ -85,7 +90,7 @@ def _reason_lines(r: Record) -> list[str]:
         return []
     text = f"{r.obligation}: {r.verdict_text}" if r.verdict in (Verdict.UNKNOWN, Verdict.ERROR) else \
         f"{r.obligation}: {r.verdict.name}: {r.reason}"
-    return textwrap.wrap(text, WRAP, subsequent_indent="    ", break_long_words=False, break_on_hyphens=False)
+    return [text]
 
 
 def _explain(r: Record) -> list[str]:
@@ -104,7 +109,8 @@ def _explain(r: Record) -> list[str]:
         out.append(f"{r.obligation}: SAMPLED is evidence from seeded samples (seed {r.seed}), not a proof")
     if r.counterexample:
         ce = json.dumps(r.counterexample)
-        out.append(f"counterexample for {r.obligation}: {ce if len(ce) < 400 else ce[:400] + '...'}")
+        short = ce if len(ce) < 400 else ce[:400] + " [continues: the whole counterexample is in the --json report]"
+        out.append(f"counterexample for {r.obligation}: {short}")
     return out
 
 
@@ -133,4 +139,4 @@ def to_json(results: Sequence[ClaimResult], argv: Sequence[str]) -> dict[str, An
 
 
 def write_json(path: str | Path, results: Sequence[ClaimResult], argv: Sequence[str]) -> None:
-    Path(path).write_text(json.dumps(to_json(results, argv), indent=2, default=str) + "\n")
+    write_json_file(path, to_json(results, argv))

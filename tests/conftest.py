@@ -32,3 +32,11 @@ def margin_tolerance(dtype: type, positions: int) -> float:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch):
+    """Tables wrap to the terminal width (prefixproof/output.py). Tests that look for a cell as printed run
+    at 250 columns, so that each row stays on one line; tests/test_output.py and
+    tests/test_cli.py::test_verify_output_fits_100_columns check the wrapping itself."""
+    monkeypatch.setenv("COLUMNS", "250")

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from prefixproof.output import render_table
 from prefixproof.theorems import THEOREMS
 from prefixproof.theorems.base import RunContext
 from prefixproof.audit.precision_scan import linear_scan
@@ -161,7 +162,7 @@ def render(theorem_id: str, report: dict[str, list[Frontier]]) -> str:
              "format (docs/certificates.md)", ""]
     head = ("format", "axis", "fixed", "largest certified", "first not certified", "first counterexample",
             "scanned", "verdict at first not certified")
-    rows = [head]
+    rows = []
     for dtype, frontiers in report.items():
         for f in frontiers:
             fixed = ", ".join(f"{k}={v}" for k, v in f.fixed.items()) or "-"
@@ -172,10 +173,8 @@ def render(theorem_id: str, report: dict[str, list[Frontier]]) -> str:
                          "-" if f.first_falsified is None else
                          (str(f.first_falsified) if f.falsified_label == "first" else f"{f.first_falsified} (smallest found)"),
                          _scanned(f.scan),
-                         "-" if f.fail_record is None else _short(f.fail_record.verdict_text, 70)))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(3, "  ".join("-" * w for w in widths))
+                         "-" if f.fail_record is None else f.fail_record.verdict_text))
+    lines += render_table(head, rows).split("\n")
     for dtype, frontiers in report.items():
         for f in frontiers:
             rec = f.falsified_record

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from prefixproof.output import render_table
 from prefixproof.audit.mutate_dir import MutantSpec, Parts, apply, specs_for
 from prefixproof.audit.plain_reader import from_parts
 from prefixproof.audit.plain_truth import Truth, claim_cases, claim_truth, recorded_output, stored_generation, stored_prompt_truth
@@ -339,13 +340,11 @@ def counts(result: Result) -> dict[str, dict[str, dict[str, int]]]:
 
 def render(result: Result) -> str:
     head = ("claim", "dtype", "mutants", *CATEGORIES)
-    lines = [head]
+    lines = []
     for claim, by in counts(result).items():
         for dtype, c in by.items():
             lines.append((claim, dtype, *(str(c[k]) for k in ("mutants", *CATEGORIES))))
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    text = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in lines]
-    text.insert(1, "  ".join("-" * w for w in widths))
+    text = render_table(head, lines).split("\n")
     fp = result.false_passes
     text.append("")
     text.append(f"false passes: {len(fp)}" + ("" if not fp else " (a truly broken mutant the verifier passed)"))

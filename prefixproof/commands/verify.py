@@ -14,6 +14,7 @@ from prefixproof.theorems.base import LEVELS as BASE_LEVELS, RunContext
 from prefixproof.theorems.encoding import LookupEncoding
 from prefixproof.usage import UsageError, check_writable, default_alphabet
 from prefixproof.verify.semantics.generate import generate
+from prefixproof.output import write_json as write_doc
 from prefixproof.progress import progress_printer
 from prefixproof.report import ClaimResult, exit_status, table, write_json
 from prefixproof.theorems.runner import run_theorem, skipped
@@ -174,7 +175,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_precision(args: argparse.Namespace) -> int:
-    import json
 
     from prefixproof.audit.precision import precision_report, render
 
@@ -185,15 +185,12 @@ def cmd_precision(args: argparse.Namespace) -> int:
     if args.json:
         doc = {"format": "prefixproof-precision", "theorem": args.theorem,
                "formats": {d: [f.to_json() for f in fs] for d, fs in report.items()}}
-        from pathlib import Path
-        Path(args.json).write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        write_doc(args.json, doc)
     return 0
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
     """Exit 0 only when no truly broken mutant passes and every control behaves; 1 otherwise."""
-    import json
-    from pathlib import Path
 
     from prefixproof.audit.selftest import CLAIMS, render, run_selftest, to_json
 
@@ -203,5 +200,5 @@ def cmd_selftest(args: argparse.Namespace) -> int:
                           workers=args.workers or (1 if args.quick else 2), say=say)
     print(render(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(to_json(result, args.quick, args.seed), indent=1) + "\n")
+        write_doc(args.json, to_json(result, args.quick, args.seed), indent=1)
     return 0 if result.ok else 1
