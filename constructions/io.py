@@ -4,6 +4,9 @@ The format is documented in docs/format.md. Loading reads JSON and safetensors
 only (never pickle), checks every tensor against the config (names, shapes,
 dtype, finiteness, CSR structure) and checks the recorded fingerprint, and
 raises `FormatError` with a one-line message on any mismatch.
+
+Longer than 300 lines on purpose: export and import of one file format, kept together so that what is written
+and what is checked on reading cannot drift apart.
 """
 from __future__ import annotations
 

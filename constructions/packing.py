@@ -103,6 +103,9 @@ class Packing:
         return Model(Vocab(V), stream, embed, pos, (layer,), None, info)
 
     def _mlp(self, attn: Space) -> tuple[list[Dense], list[Space]]:
+        """The MLP block by block (select, start, the D digit stages, the selection and the decoder), as in the
+        module docstring. Longer than 60 lines on purpose: each block stays beside the one comment that
+        justifies it."""
         V, L, D = self.V, self.L, self.D
         steps = V - 1
         dense: list[Dense] = []

@@ -52,6 +52,8 @@ def _seed(text: str) -> int:
 
 @functools.lru_cache(maxsize=1)  # built once per process: the self-test runs `main` thousands of times
 def build_parser() -> argparse.ArgumentParser:
+    """The whole command line in one place (longer than 60 lines on purpose): every command, option and help text,
+    so `--help` and this function read the same."""
     p = _Parser(prog="prefixproof", description="Verify constructive proofs about prompting and prefix-tuning "
                 "(Petrov, Torr & Bibi, ICLR 2024).")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)

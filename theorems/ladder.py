@@ -108,6 +108,9 @@ def climb(model: Model, problem: DecodeProblem, cert: Certificate, run: Run) -> 
     full numeric run with the numeric level); any disagreement is ERROR naming both results. Not certified: the
     failing boxes, then a bounded numeric search, look for a counterexample confirmed by incremental
     generation (FALSIFIED); otherwise UNKNOWN with the certificate's reason.
+
+    Longer than 60 lines on purpose: the ladder is one decision procedure read top to bottom, and
+    docs/certificates.md follows it step by step.
     """
     t0 = time.perf_counter()
     common: dict[str, Any] = dict(claim=run.claim, obligation="decode", arithmetic=cert.arithmetic,

@@ -117,6 +117,9 @@ def _input_text(lay: Layout, prompts: np.ndarray | None, i: int) -> str:
 
 
 def run_stored_prompt(claim: str, ctx: RunContext) -> Record:
+    """The `stored-prompt` obligation: count, grid, recorded table, then generation on every input. Longer than 60
+    lines on purpose: its four checks in the order they are reported, each turning into FALSIFIED with both
+    sides."""
     t0 = time.perf_counter()
     arith = f"exact; numpy {ctx.dtype}"
     common: dict[str, Any] = dict(claim=claim, obligation="stored-prompt", method="stored prompt vs grid and "

@@ -178,7 +178,9 @@ _THRESHOLDS: dict[tuple[str, str, int], tuple[float, float | None]] = {}
 
 def apply(spec: MutantSpec, base: Parts, claim: str, params: dict[str, int], seed: int,
           broken: Callable[[Parts], bool]) -> tuple[Parts, str]:
-    """The mutated files and a note on the exact edit; `broken` is the float64 claim truth (for thresholds)."""
+    """The mutated files and a note on the exact edit; `broken` is the float64 claim truth (for thresholds).
+
+    Longer than 60 lines on purpose: one short case per mutation kind, read side by side with `specs_for`."""
     p = base.copy()
     t = spec.target
     if spec.kind in TENSOR_OPS:

@@ -20,6 +20,9 @@ on every input are `equivalent`.
 Controls: the unedited directories must be correct (truth) and pass (float64
 verdict); demanding 1.001 x the certified margin must not pass and 0.999 x
 must; the reader must agree with `verify/semantics/generate.py` on the stored prompt.
+
+Longer than 300 lines on purpose: the run, the judging and its table and JSON are one report whose categories
+must stay in step.
 """
 from __future__ import annotations
 

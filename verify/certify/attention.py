@@ -89,6 +89,9 @@ def _gather(M, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 
 def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
+    """Stage 1 of the certificate (docs/certificates.md): attention weights over the whole box, values routed
+    through W_1 W_O W_V, then the first pre-activations as affine forms in the row's own payload value. Longer
+    than 60 lines on purpose: the derivation's steps in the order the docs give them."""
     layer = supported_layer(model)
     heads = layer.heads
     W1, b1 = layer.mlp[0].W, np.asarray(layer.mlp[0].b, dtype=np.float64)

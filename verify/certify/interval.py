@@ -21,6 +21,9 @@ contain every execution allowed by that model (docs/certificates.md,
 Assumptions checked by `check_environment` at start-up: subnormals exist (no
 flush-to-zero), also inside BLAS products, and numpy's exp agrees with arb on
 a spot-check to within EXP_ULPS ulp.
+
+Longer than 300 lines on purpose: one idea, the outward-rounded interval arithmetic and its rounding model;
+splitting would separate the operations from the error bounds they rely on.
 """
 from __future__ import annotations
 

@@ -124,6 +124,9 @@ def check_decoding(
     """Evaluate every (or K sampled) input(s); the verdict is CHECKED, SAMPLED, FALSIFIED or ERROR.
 
     A decision fails when its margin is not > 0 or is below `min_margin`.
+
+    Longer than 60 lines on purpose: the one batch loop of the checker (batching, both executions, margins,
+    confirmation, record) kept together so that no path can skip the confirmation.
     """
     t0 = time.perf_counter()
     weights_sha256 = weights_sha256 or model_sha256(model)

@@ -51,6 +51,9 @@ def select_unit(value: sp.Expr, flag: sp.Expr) -> sp.Expr:
 def packing_lemma(unit: Callable = threshold_unit, step: Callable = step_unit, stage: Callable = digit_stage,
                   select: Callable = select_unit, tolerance: sp.Expr | None = None, leak: sp.Expr | None = None,
                   rule: Callable | None = None) -> Lemma:
+    """The chained packing lemma: the digit stages decide exactly within V^-D/4, and the derived scale rule keeps
+    the packed value there. Longer than 60 lines on purpose: one derivation chain, each step consuming the
+    previous conclusion."""
     tolerance = g / 4 if tolerance is None else tolerance  # how far the computed z may sit from z*
     leak = 2 * m * sp.exp(-sigma) if leak is None else leak  # the leakage lemma's bound, one pointer head
     lem = Lemma(
