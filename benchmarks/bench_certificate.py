@@ -21,9 +21,9 @@ from prefixproof.constructions.model import materialize  # noqa: E402
 from prefixproof.constructions.theorem1 import Theorem1  # noqa: E402
 from prefixproof.constructions.theorem2 import Theorem2  # noqa: E402
 from prefixproof.theorems import theorem1, theorem2  # noqa: E402
-from prefixproof.theorems.base import RunContext  # noqa: E402
-from prefixproof.theorems.ladder import run_decode  # noqa: E402
-from prefixproof.theorems.encoding import LookupEncoding  # noqa: E402
+from prefixproof.theorems.obligations.base import RunContext  # noqa: E402
+from prefixproof.theorems.obligations.ladder import run_decode  # noqa: E402
+from prefixproof.theorems.obligations.encoding import LookupEncoding  # noqa: E402
 from prefixproof.verify.certify.lookup import certify_lookup  # noqa: E402
 from prefixproof.verify.certify.lookup_rows import theorem1_rows, theorem2_rows  # noqa: E402
 from prefixproof.verify.certify.interval import exec_for  # noqa: E402

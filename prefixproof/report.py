@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from prefixproof.output import render_table, terminal_width, write_json as write_json_file
-from prefixproof.theorems.base import Theorem
+from prefixproof.theorems.obligations.base import Theorem
 from prefixproof.verify.verdict import Record, Verdict, weakest
 
 REPORT_FORMAT = "prefixproof-report"

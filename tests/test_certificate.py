@@ -6,7 +6,7 @@ from hypothesis import given, strategies as st
 from prefixproof.constructions.model import materialize, replace_layer_flags
 from prefixproof.constructions.theorem1 import Theorem1
 from prefixproof.constructions.theorem2 import Theorem2
-from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.obligations.encoding import LookupEncoding
 from prefixproof.theorems.theorem1 import Theorem1Inputs
 from prefixproof.theorems.theorem2 import Theorem2Inputs
 from prefixproof.verify.exact.arb import box_margin, cross_check

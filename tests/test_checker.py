@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 
 from prefixproof.constructions.theorem1 import Theorem1
-from prefixproof.theorems.encoding import LookupEncoding
-from prefixproof.theorems.base import Obligation, Param, RunContext, Theorem
+from prefixproof.theorems.obligations.encoding import LookupEncoding
+from prefixproof.theorems.obligations.base import Obligation, Param, RunContext, Theorem
 from prefixproof.theorems.theorem1 import Theorem1Inputs
 from prefixproof.verify.numeric.decoding import check_decoding, decode_margins
 from prefixproof.report import ClaimResult, exit_status, table, to_json
-from prefixproof.theorems.runner import run_theorem
+from prefixproof.theorems.obligations.runner import run_theorem
 from prefixproof.verify.verdict import Coverage, Record, Verdict, weakest
 
 

@@ -9,9 +9,9 @@ from hypothesis import given, strategies as st
 from prefixproof.constructions.conditional import Conditional
 from prefixproof.constructions.model import materialize
 from prefixproof.theorems import THEOREMS
-from prefixproof.theorems.base import RunContext
+from prefixproof.theorems.obligations.base import RunContext
 from prefixproof.theorems.conditional import ConditionalInputs, conditional_rows
-from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.obligations.encoding import LookupEncoding
 from prefixproof.verify.certify.lookup import certify_lookup
 from prefixproof.verify.numeric.decoding import check_decoding, decode_margins
 from prefixproof.cli import main

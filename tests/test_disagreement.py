@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-import prefixproof.theorems.ladder as decode
-import prefixproof.theorems.stored_prompt as stored_prompt
+import prefixproof.theorems.obligations.ladder as decode
+import prefixproof.theorems.obligations.stored_prompt as stored_prompt
 from prefixproof.constructions.io import load_model
 from prefixproof.theorems.theorem1 import Theorem1Inputs
 from prefixproof.cli import main
@@ -67,7 +67,7 @@ def _reported_target(reason, failing):
 
 
 def _on_broken(monkeypatch, broken, *names):
-    """Make prefixproof.theorems.ladder's `names` evaluate the broken weights instead of the ones they are given."""
+    """Make prefixproof.theorems.obligations.ladder's `names` evaluate the broken weights instead of the ones they are given."""
     for name in names:
         real = getattr(decode, name)
         monkeypatch.setattr(decode, name, lambda model, *a, _real=real, **k: _real(

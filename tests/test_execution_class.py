@@ -13,8 +13,8 @@ from prefixproof.constructions.theorem1 import Theorem1
 from prefixproof.constructions.theorem2 import Theorem2
 from tests.plain_numpy import load, theorem1_outputs, theorem2_outputs
 from prefixproof.theorems import THEOREMS
-from prefixproof.theorems.base import RunContext
-from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.obligations.base import RunContext
+from prefixproof.theorems.obligations.encoding import LookupEncoding
 from prefixproof.theorems.theorem1 import Theorem1Inputs
 from prefixproof.theorems.theorem2 import Theorem2Inputs
 from prefixproof.verify.certify import exp_check
@@ -22,7 +22,7 @@ from prefixproof.verify.numeric.decoding import check_decoding
 from prefixproof.verify.semantics.executions import NativeOps, fused_name, native_name
 from prefixproof.verify.certify.interval import EnvironmentError_, exec_for
 from prefixproof.audit.precision import frontier
-from prefixproof.theorems.runner import run_obligation
+from prefixproof.theorems.obligations.runner import run_obligation
 from prefixproof.verify.verdict import Verdict
 
 T1_BIAS = -0.008805938065052032  # issue 9: theorem1 V=6 N=4, decoder bias 1

@@ -43,3 +43,14 @@ def test_only_prefixproof_is_importable_outside_the_checkout(tmp_path):
             "print([n for n in ('verify', 'theorems', 'constructions') if u.find_spec(n)]); print(f.__name__)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["[]", "prefixproof.verify.semantics.forward"]
+
+
+def test_every_application_module_is_in_the_top_layer():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    top = cfg["importlinter:contract:layers"]["layers"].strip().split("\n")[0]
+    listed = {name.strip() for name in top.split(":")}
+    app = {f"prefixproof.{p.stem}" for p in (ROOT / "prefixproof").glob("*.py")
+           if p.stem not in ("__init__", "__main__")}
+    app |= {f"prefixproof.{p.parent.name}" for p in (ROOT / "prefixproof").glob("*/__init__.py")}
+    assert app == listed

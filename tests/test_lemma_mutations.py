@@ -9,8 +9,8 @@ import math
 import pytest
 import sympy as sp
 
-from prefixproof.theorems.base import RunContext
-from prefixproof.theorems.lookup_obligations import run_leakage
+from prefixproof.theorems.obligations.base import RunContext
+from prefixproof.theorems.obligations.lookup import run_leakage
 from prefixproof.verify.symbolic.derivation import VacuousStep
 from prefixproof.verify.symbolic.lemmas import decode_lemma, leakage_lemma, packing_lemma
 from prefixproof.verify.symbolic import leakage as sl, packing as pk, prefix as sx, soft as ss

@@ -8,15 +8,15 @@ import pytest
 from prefixproof.constructions.model import materialize
 from prefixproof.constructions.theorem1 import Theorem1
 from prefixproof.theorems import THEOREMS
-from prefixproof.theorems.base import RunContext
-from prefixproof.theorems.limitation_common import run_sampled
+from prefixproof.theorems.obligations.base import RunContext
+from prefixproof.theorems.obligations.limitation import run_sampled
 from prefixproof.theorems.soft_in_prefix import STRICT_INSTANCE, _stacked_key_value_rows
 from prefixproof.verify.numeric import attention_patterns as ap
 from prefixproof.verify.numeric.capacity import hard_prompt_count, virtual_token_count
 from prefixproof.cli import main
 from prefixproof.verify.exact.linalg import certifies_inconsistent, left_null_vector
 from prefixproof.verify.identities.properties import PROPERTIES, Property
-from prefixproof.theorems.runner import run_theorem, theorem_verdict
+from prefixproof.theorems.obligations.runner import run_theorem, theorem_verdict
 from prefixproof.verify.verdict import Verdict
 
 LIMITATION = ["prefix_rescale", "prefix_bias", "soft_in_prefix", "finetune_contrast", "capacity_count"]

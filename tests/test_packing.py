@@ -6,8 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 from prefixproof.constructions.basis import ExactArray
 from prefixproof.constructions.packing import Packing
-from prefixproof.theorems.base import RunContext
-from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.obligations.base import RunContext
+from prefixproof.theorems.obligations.encoding import LookupEncoding
 from prefixproof.theorems.packing import THEOREM, PackingInputs
 from prefixproof.verify.certify.packing import analyse
 from prefixproof.verify.numeric.decoding import check_decoding

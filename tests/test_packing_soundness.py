@@ -18,7 +18,7 @@ from packing_truth import EDITS, all_tables, evaluate, mutate, random_tables, sc
 
 from prefixproof.constructions.io import load_model, weights_sha256  # noqa: E402
 from prefixproof.constructions.packing import Packing  # noqa: E402
-from prefixproof.theorems.base import RunContext  # noqa: E402
+from prefixproof.theorems.obligations.base import RunContext  # noqa: E402
 from prefixproof.verify.certify import packing as cert_packing  # noqa: E402
 from prefixproof.verify.certify.packing import analyse  # noqa: E402
 from prefixproof.theorems.packing import run_decode  # noqa: E402

@@ -3,7 +3,7 @@ import json
 
 
 from prefixproof.constructions.theorem2 import Theorem2
-from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.obligations.encoding import LookupEncoding
 from prefixproof.theorems.theorem2 import Theorem2Inputs
 from prefixproof.verify.numeric.decoding import check_decoding
 from prefixproof.cli import main

@@ -8,9 +8,9 @@ import sympy as sp
 
 from prefixproof.constructions.basis import ExactArray
 from prefixproof.constructions.theorem1 import Theorem1
-from prefixproof.theorems.base import RunContext
+from prefixproof.theorems.obligations.base import RunContext
 from prefixproof.theorems.theorem1 import THEOREM as T1
-from prefixproof.theorems.lookup_obligations import run_hardmax
+from prefixproof.theorems.obligations.lookup import run_hardmax
 from prefixproof.verify.symbolic.lemmas import Lemma, _zero, decode_lemma, leakage_lemma, scale_meets_rule
 from prefixproof.verify.verdict import Verdict
 

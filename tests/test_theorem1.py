@@ -8,8 +8,8 @@ from hypothesis import example, given, strategies as st
 from prefixproof.constructions.model import materialize
 from prefixproof.constructions.scales import SCALE_GRID, leak, lookup_margin_bound, lookup_scale
 from prefixproof.constructions.theorem1 import Theorem1
-from prefixproof.theorems.encoding import LookupEncoding
-from prefixproof.theorems.base import RunContext
+from prefixproof.theorems.obligations.encoding import LookupEncoding
+from prefixproof.theorems.obligations.base import RunContext
 from prefixproof.theorems.theorem1 import THEOREM, Theorem1Inputs
 from prefixproof.verify.numeric.decoding import check_decoding, decode_margins
 from prefixproof.verify.semantics.forward import forward

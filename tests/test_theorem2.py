@@ -5,7 +5,7 @@ from hypothesis import given, strategies as st
 
 from prefixproof.constructions.model import materialize
 from prefixproof.constructions.theorem2 import Theorem2
-from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.obligations.encoding import LookupEncoding
 from prefixproof.theorems.theorem2 import Theorem2Inputs
 from prefixproof.verify.numeric.decoding import check_decoding, decode_margins
 from prefixproof.verify.semantics.forward import forward

@@ -5,7 +5,7 @@ import time
 
 from prefixproof.constructions.model import materialize
 from prefixproof.constructions.theorem1 import Theorem1
-from prefixproof.theorems.base import Obligation, Param, RunContext, Theorem
+from prefixproof.theorems.obligations.base import Obligation, Param, RunContext, Theorem
 from prefixproof.verify.numeric.capacity import COUNT_LIMIT, hard_prompt_count, random_model, virtual_token_count
 from prefixproof.verify.verdict import Coverage, Record, Verdict
 

@@ -16,11 +16,11 @@ import numpy as np
 from prefixproof.constructions.alphabet import render
 from prefixproof.constructions.conditional import Conditional
 from prefixproof.constructions.model import Model
-from prefixproof.theorems.base import Param, RunContext, Theorem
-from prefixproof.theorems.ladder import LookupSpec
-from prefixproof.theorems.encoding import LookupEncoding
-from prefixproof.theorems.stored_prompt import stored_prompt_obligation
-from prefixproof.theorems.lookup_obligations import QUICK_LIMIT, lookup_obligations, run_hardmax, run_leakage
+from prefixproof.theorems.obligations.base import Param, RunContext, Theorem
+from prefixproof.theorems.obligations.ladder import LookupSpec
+from prefixproof.theorems.obligations.encoding import LookupEncoding
+from prefixproof.theorems.obligations.stored_prompt import stored_prompt_obligation
+from prefixproof.theorems.obligations.lookup import QUICK_LIMIT, lookup_obligations, run_hardmax, run_leakage
 from prefixproof.verify.semantics.ops import NumpyOps
 from prefixproof.verify.numeric.decoding import Batch
 from prefixproof.verify.certify.lookup_rows import LookupRows, encoded_values

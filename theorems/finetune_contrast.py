@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 
-from prefixproof.theorems.base import Obligation, RunContext, Theorem
-from prefixproof.theorems.limitation_common import run_lemma
+from prefixproof.theorems.obligations.base import Obligation, RunContext, Theorem
+from prefixproof.theorems.obligations.limitation import run_lemma
 from prefixproof.verify.numeric import attention_patterns as ap
 from prefixproof.verify.symbolic.sphere import rotation_lemma
 from prefixproof.verify.verdict import Coverage, Record, Verdict

@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 
 from prefixproof.constructions.packing import Packing
-from prefixproof.theorems.base import Obligation, Param, RunContext, Theorem
+from prefixproof.theorems.obligations.base import Obligation, Param, RunContext, Theorem
 from prefixproof.theorems.conditional import ConditionalInputs
-from prefixproof.theorems.ladder import Certificate, Run, climb, numeric_only
-from prefixproof.theorems.encoding import LookupEncoding
-from prefixproof.theorems.stored_prompt import stored_prompt_obligation
-from prefixproof.theorems.lookup_obligations import lemma_record
+from prefixproof.theorems.obligations.ladder import Certificate, Run, climb, numeric_only
+from prefixproof.theorems.obligations.encoding import LookupEncoding
+from prefixproof.theorems.obligations.stored_prompt import stored_prompt_obligation
+from prefixproof.theorems.obligations.lookup import lemma_record
 from prefixproof.verify.verdict import Record
 
 EXACT_LIMIT = 20_000  # exhaustive exact evaluations (packed value x input) for the quick level
@@ -128,7 +128,7 @@ THEOREM = Theorem(
                    ("symbolic",), "prefixproof.verify.exact.packing.exhaustive_exact", run_exact, applies_to_weights=False,
                    quick=exact_quick),
         Obligation("decode", "every map and input decodes with a positive margin in the executed arithmetic",
-                   ("certify", "numeric"), "prefixproof.verify.certify.packing.packing_certificate, then prefixproof.theorems.ladder.climb",
+                   ("certify", "numeric"), "prefixproof.verify.certify.packing.packing_certificate, then prefixproof.theorems.obligations.ladder.climb",
                    run_decode),
         stored_prompt_obligation("multi_token_packing"),
     ),

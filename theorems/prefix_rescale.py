@@ -1,8 +1,8 @@
 """prefix_rescale: a prefix only rescales the attention over the content (Petrov, Torr & Bibi 2024, Sec. 4)."""
 from __future__ import annotations
 
-from prefixproof.theorems.base import Obligation, Theorem
-from prefixproof.theorems.limitation_common import run_lemma, run_sampled
+from prefixproof.theorems.obligations.base import Obligation, Theorem
+from prefixproof.theorems.obligations.limitation import run_lemma, run_sampled
 from prefixproof.verify.symbolic.prefix import rescale_lemma
 
 THEOREM = Theorem(

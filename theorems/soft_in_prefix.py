@@ -5,8 +5,8 @@ import time
 from fractions import Fraction
 
 from prefixproof.constructions.theorem1 import Theorem1
-from prefixproof.theorems.base import Obligation, RunContext, Theorem
-from prefixproof.theorems.limitation_common import run_lemma, run_sampled, seeded_cases, worst
+from prefixproof.theorems.obligations.base import Obligation, RunContext, Theorem
+from prefixproof.theorems.obligations.limitation import run_lemma, run_sampled, seeded_cases, worst
 from prefixproof.verify.exact.linalg import certifies_inconsistent, left_null_vector
 from prefixproof.verify.identities.properties import PROPERTIES
 from prefixproof.verify.symbolic.prefix import soft_prefix_lemma

@@ -27,9 +27,9 @@ from typing import Any, Callable
 
 from prefixproof.output import render_table
 from prefixproof.theorems import THEOREMS
-from prefixproof.theorems.base import RunContext
+from prefixproof.theorems.obligations.base import RunContext
 from prefixproof.audit.precision_scan import linear_scan
-from prefixproof.theorems.runner import run_obligation
+from prefixproof.theorems.obligations.runner import run_obligation
 from prefixproof.verify.verdict import Record, Verdict
 
 V_CAP = 65536

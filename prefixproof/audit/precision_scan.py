@@ -24,8 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 from prefixproof.theorems import THEOREMS
-from prefixproof.theorems.base import RunContext
-from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.obligations.base import RunContext
+from prefixproof.theorems.obligations.encoding import LookupEncoding
 from prefixproof.verify.numeric.decoding import EXHAUSTIVE_LIMIT, check_decoding, evaluate_boxes
 from prefixproof.verify.verdict import Record, Verdict
 

@@ -10,14 +10,14 @@ import numpy as np
 from prefixproof.constructions.alphabet import render
 from prefixproof.constructions.io import CONFIG, PROMPT, FormatError, load_model, load_prompt, read_json, weights_sha256
 from prefixproof.theorems import THEOREMS
-from prefixproof.theorems.base import LEVELS as BASE_LEVELS, RunContext
-from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.obligations.base import LEVELS as BASE_LEVELS, RunContext
+from prefixproof.theorems.obligations.encoding import LookupEncoding
 from prefixproof.usage import UsageError, check_writable, default_alphabet
 from prefixproof.verify.semantics.generate import generate
 from prefixproof.output import write_json as write_doc
 from prefixproof.progress import progress_printer
 from prefixproof.report import ClaimResult, exit_status, table, write_json
-from prefixproof.theorems.runner import run_theorem, skipped
+from prefixproof.theorems.obligations.runner import run_theorem, skipped
 from prefixproof.userinput import InputError, tokens_of
 
 DEFAULT_SAMPLES = {"theorem1": 2000, "theorem2": 100}

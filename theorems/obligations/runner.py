@@ -4,8 +4,8 @@ from __future__ import annotations
 import time
 import traceback
 
-from prefixproof.theorems.base import Obligation, RunContext, Theorem
-from prefixproof.theorems.agreement import disagreements
+from prefixproof.theorems.obligations.base import Obligation, RunContext, Theorem
+from prefixproof.theorems.obligations.agreement import disagreements
 from prefixproof.verify.verdict import Record, Verdict, weakest
 
 

@@ -7,8 +7,8 @@ from typing import Callable
 
 import numpy as np
 
-from prefixproof.theorems.base import RunContext
-from prefixproof.theorems.lookup_obligations import lemma_record
+from prefixproof.theorems.obligations.base import RunContext
+from prefixproof.theorems.obligations.lookup import lemma_record
 from prefixproof.verify.identities.cases import CONFIRM_DTYPE, Case
 from prefixproof.verify.identities.properties import PROPERTIES
 from prefixproof.verify.identities.checks import Measure

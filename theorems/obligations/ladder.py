@@ -24,8 +24,8 @@ import numpy as np
 
 from prefixproof.constructions.io import weights_sha256
 from prefixproof.constructions.model import Model
-from prefixproof.theorems.base import RunContext
-from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.obligations.base import RunContext
+from prefixproof.theorems.obligations.encoding import LookupEncoding
 from prefixproof.verify.exact.arb import cross_check
 from prefixproof.verify.certify.lookup import box_bounds, certify_lookup
 from prefixproof.verify.numeric.decoding import DecodeProblem, check_decoding, evaluate_boxes, search_boxes

@@ -2,7 +2,7 @@
 
 Each module in `theorems/` defines one `Theorem`. Its obligations name the
 `verify/` method that discharges them and carry a `run` function from a
-`RunContext` to a `prefixproof.verify.verdict.Record`; `theorems/runner.py` executes them
+`RunContext` to a `prefixproof.verify.verdict.Record`; `theorems/obligations/runner.py` executes them
 and turns any exception into an ERROR record (never a pass).
 """
 from __future__ import annotations

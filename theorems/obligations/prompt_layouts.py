@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from prefixproof.theorems.encoding import LookupEncoding
+from prefixproof.theorems.obligations.encoding import LookupEncoding
 
 RECORD_KEY = {"theorem1": "target_tokens", "theorem2": "map_tokens", "long_response": "table_tokens",
               "multi_token": "table_tokens", "conditional": "table_tokens", "multi_token_packing": "table_tokens"}

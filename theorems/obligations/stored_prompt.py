@@ -4,7 +4,7 @@
 checks the one prompt the directory ships, exactly as `generate DIR` uses it:
 
   1. it has the claim's number of virtual tokens (and the number config.json states);
-  2. its payload sits exactly on the grid of the stored format (theorems/prompt_layouts.py), with
+  2. its payload sits exactly on the grid of the stored format (theorems/obligations/prompt_layouts.py), with
      exact zeros in every other labelled direction;
   3. the payload is the encoding of the table config.json records (prompt.target_tokens, map_tokens,
      table_tokens);
@@ -18,7 +18,7 @@ else wrong: UNKNOWN(reason).
 A failure of step 4 on a prompt that passed steps 1-2 is also a counterexample to the `decode`
 statement (that prompt is one of the claim's inputs). It is confirmed by a teacher-forced pass on the
 same input and then marked `details["about"]`, which lets the claim-level agreement rule
-(theorems/agreement.py) turn "decode CERTIFIED" next to it into ERROR.
+(theorems/obligations/agreement.py) turn "decode CERTIFIED" next to it into ERROR.
 """
 from __future__ import annotations
 
@@ -33,8 +33,8 @@ from safetensors.numpy import load_file
 
 from prefixproof.constructions.alphabet import render
 from prefixproof.constructions.io import CONFIG, PROMPT, read_json
-from prefixproof.theorems.base import RunContext
-from prefixproof.theorems.prompt_layouts import RECORD_KEY, Layout
+from prefixproof.theorems.obligations.base import RunContext
+from prefixproof.theorems.obligations.prompt_layouts import RECORD_KEY, Layout
 from prefixproof.verify.semantics.ops import NumpyOps
 from prefixproof.verify.numeric.decoding import batch_size_for, decode_margins
 from prefixproof.verify.semantics.formats import np_dtype, round_model, round_to
@@ -262,9 +262,9 @@ def _confirm_decode_counterexample(model, ops, soft, prompts, member_answers, to
 
 def stored_prompt_obligation(claim: str):
     """The obligation as the lookup theorems list it (runs only with --weights DIR, at every level)."""
-    from prefixproof.theorems.base import Obligation
+    from prefixproof.theorems.obligations.base import Obligation
 
     return Obligation("stored-prompt", "the directory's prompt.safetensors has the claim's virtual tokens, sits on "
                       "the grid with zeros elsewhere, encodes the table config.json records, and generates it on "
-                      "every user input", ("symbolic", "certify", "numeric"), "prefixproof.theorems.stored_prompt.run_stored_prompt",
+                      "every user input", ("symbolic", "certify", "numeric"), "prefixproof.theorems.obligations.stored_prompt.run_stored_prompt",
                       lambda ctx: run_stored_prompt(claim, ctx), needs_directory=True)

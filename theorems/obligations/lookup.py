@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from prefixproof.constructions.model import Model
-from prefixproof.theorems.base import RunContext
+from prefixproof.theorems.obligations.base import RunContext
 from prefixproof.verify.semantics.forward import forward
 from prefixproof.verify.exact.hardmax import Form, HardmaxOps, Undecided, exact_dense, q
 from prefixproof.verify.symbolic.lemmas import Lemma, decode_lemma, leakage_lemma, scale_meets_rule
@@ -105,8 +105,8 @@ def embedding_hull(E) -> tuple[np.ndarray, np.ndarray]:
 def lookup_obligations(claim: str, what: str, spec, hardmax: Callable, leakage: Callable,
                        hardmax_quick: Callable[[dict], bool] | None = None) -> tuple:
     """The four obligations every lookup theorem has; `what` names the decoded value (Y_i/V, m(u)/V)."""
-    from prefixproof.theorems.base import Obligation
-    from prefixproof.theorems.ladder import run_decode
+    from prefixproof.theorems.obligations.base import Obligation
+    from prefixproof.theorems.obligations.ladder import run_decode
 
     return (
         Obligation("decode-lemma", "nearest-grid decoding picks y with margin (1/V)(1/V - 2|x - y/V|)",
