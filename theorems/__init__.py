@@ -1,7 +1,8 @@
 """One module per claim: its statement, parameters and proof obligations."""
 from __future__ import annotations
 
-from prefixproof.theorems import capacity_count, conditional, finetune_contrast, packing, prefix_bias, prefix_rescale, soft_in_prefix, theorem1, theorem2
+from prefixproof.theorems import (capacity_count, conditional, finetune_contrast, packing, prefix_bias, prefix_rescale,
+                                  soft_in_prefix, theorem1, theorem2)
 from prefixproof.theorems.obligations.base import Theorem
 
 THEOREMS: dict[str, Theorem] = {t.id: t for t in (

@@ -123,7 +123,8 @@ def packing_certificate(model: Model, c: Packing, dtype: str) -> dict[str, Any]:
 
     Returns {"certified", "margin" (lower bound, when certified), "reason" (when not), "runnable" (whether the
     weights can be stored in the format at all), "method", "arithmetic", "details"}. A stage the recursion does
-    not enclose is "stage not covered", never certified; the ladder (prefixproof.theorems.obligations.ladder) does the rest.
+    not enclose is "stage not covered", never certified; the ladder (prefixproof.theorems.obligations.ladder)
+    does the rest.
     """
     ex = exec_for(dtype)
     try:
