@@ -47,7 +47,7 @@ SHOWN = 3  # mismatching inputs quoted in a reason
 
 
 class _Unreadable(Exception):
-    pass
+    """The directory's recorded table or stored prompt cannot be read as the claim's layout (UNKNOWN)."""
 
 
 def _read(directory: Path) -> tuple[dict[str, Any] | None, np.ndarray | None]:
