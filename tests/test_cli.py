@@ -8,13 +8,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from prefixproof.cli import main
+from clirun import run  # noqa: E402
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_verify_defaults_both_theorems(capsys, tmp_path):

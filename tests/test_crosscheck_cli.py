@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from prefixproof.cli import main
+from clirun import run  # noqa: E402
 
 
 
@@ -14,10 +15,6 @@ def needs_torch_extra():
         pytest.importorskip(mod)
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize("argv, extra", [(["crosscheck"], "torch"), (["plot", "--out", "PLACEHOLDER"], "plot")])

@@ -19,15 +19,12 @@ from prefixproof.theorems.theorem1 import Theorem1Inputs
 from prefixproof.cli import main
 from prefixproof.verify.semantics.formats import round_model
 from prefixproof.verify.semantics.generate import generate
+from clirun import run  # noqa: E402
 
 V, N = 3, 2
 BROKEN_TOKEN = 1
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -4,14 +4,10 @@ import json
 import pytest
 
 from prefixproof.commands import fuzz as cmd_fuzz
-from prefixproof.cli import main
 from prefixproof.verify.identities.runner import Plan, Stats, fuzz, run_chunk
+from clirun import run  # noqa: E402
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_fuzz_small_run_reports_every_property_and_flags_every_control(capsys, tmp_path):

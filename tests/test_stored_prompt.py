@@ -12,6 +12,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from prefixproof.cli import main
+from clirun import run  # noqa: E402
 
 BUILDS = {
     "theorem1": ["theorem1", "--tokens", "1,2,0", "--vocab", "3"],
@@ -23,10 +24,6 @@ BUILDS = {
 }
 
 
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")
