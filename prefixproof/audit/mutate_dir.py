@@ -39,7 +39,7 @@ from typing import Any, Callable
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from prefixproof.constructions.io import load_model, weights_sha256
+from prefixproof.constructions.io import load_model, space_from_json, weights_sha256
 
 PAYLOAD = {"theorem1": "target", "theorem2": "map", "long_response": "table", "multi_token": "table",
            "conditional": "table", "multi_token_packing": "pay"}
@@ -293,8 +293,5 @@ def _prompt_edit(spec: MutantSpec, p: Parts, claim: str, params: dict[str, int],
 
 
 def _stream_labels(config: dict[str, Any]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for block, size in config["spaces"]["stream"]["blocks"]:
-        for lab in ([block] if size is None else [f"{block}:{k}" for k in range(size)]):
-            out[lab] = len(out)
-    return out
+    """Label -> index of the residual stream, read as constructions.io reads it."""
+    return {label: i for i, label in enumerate(space_from_json("stream", config["spaces"]["stream"]).labels)}

@@ -34,6 +34,7 @@ from prefixproof.constructions.model import Layer, Model
 from prefixproof.verify.certify import interval as I
 from prefixproof.verify.certify.lookup_rows import LookupRows
 from prefixproof.verify.certify.interval import Exec, Iv
+from prefixproof.verify.certify.interval import as_dense as iv_as_dense
 
 
 DENSE_PAIRS = 30_000_000  # (row, hidden unit) pairs the certificate evaluates densely at most
@@ -67,8 +68,7 @@ def supported_layer(model: Model) -> Layer:
     return layer
 
 
-def _dense(M) -> np.ndarray:
-    return M.toarray() if sp.issparse(M) else np.asarray(M, dtype=np.float64)
+_dense = iv_as_dense  # one conversion for every certificate module (interval.as_dense)
 
 
 def _col_hull(E) -> Iv:

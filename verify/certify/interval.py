@@ -102,6 +102,11 @@ def exec_for(dtype_name: str) -> Exec:
 
 # ------------------------------------------------------------------ construction
 
+def as_dense(W: Any) -> np.ndarray:
+    """A weight (dense array, CSR matrix) as a dense float64 array."""
+    return np.asarray(W.toarray() if hasattr(W, "toarray") else W, dtype=np.float64)
+
+
 def point(x: Any) -> Iv:
     x = np.asarray(x, dtype=np.float64)
     return x, x

@@ -44,7 +44,6 @@ def first_state(model: Model, c: Packing, rows: LookupRows, tmax: float, ex: Exe
     The ideal (exact construction, hardmax) is select:u_1 = r, every other select 0, keep<l>:b = [u_l = b].
     A listed (row, unit) pair has pre-activation c + b t with t the stored packed value in [0, tmax] and
     |t - r| <= enc_err; an unlisted pair is dead (exactly 0)."""
-    layer = model.layers[0]
     exact_space = exact_parts(c)[0].layers[0].hidden[0]
     first = first_layer_forms(model, rows, ex)
     R, H1 = rows.rows, first.n_units
@@ -68,12 +67,10 @@ def first_state(model: Model, c: Packing, rows: LookupRows, tmax: float, ex: Exe
     own = I.up(np.maximum(I.mag(first.c), I.mag(at_max)) + enc_err)
     is_own = first.units == own_unit[first.rows]
     e[first.rows, first.units] = np.where(is_own, own, I.up(fixed))
-    if layer.mlp[0].W.shape[0] != H1:
-        raise Uncovered("stage not covered: first-layer shapes disagree")
     return State(M, e)
 
 
-def analyse(model: Model, c: Packing, ex: Exec, encoder_dtype: str | None) -> dict[str, Any]:
+def analyse(model: Model, c: Packing, ex: Exec, encoder_dtype: str) -> dict[str, Any]:
     """The error recursion; returns {'certified': bool, 'margin': lower bound, 'reason': str | None, ...}.
 
     Every weight enters: the attention (every head's W_Q, W_K, W_V, W_O and scale, E and P) and the first
@@ -93,12 +90,10 @@ def analyse(model: Model, c: Packing, ex: Exec, encoder_dtype: str | None) -> di
         raise Uncovered("stage not covered: the model's stream has no 'pay' block") from None
     if len(pay) != V:
         raise Uncovered(f"stage not covered: the 'pay' block has {len(pay)} coordinates, the construction {V}")
-    tmax = float(I.up((V ** D - 1) / V ** D))
-    enc = 0.0
-    if encoder_dtype is not None:
-        tmax = float(round_to(tmax, encoder_dtype).astype(np.float64))
-        enc = _enc_err(encoder_dtype)
-    rows = packing_rows(c, pay, max(tmax, 1e-300))
+    # the largest packed value as the encoder stores it in the format, and the encoder's rounding of any value
+    tmax = float(round_to(float(I.up((V ** D - 1) / V ** D)), encoder_dtype).astype(np.float64))
+    enc = _enc_err(encoder_dtype)
+    rows = packing_rows(c, pay, tmax)
     s0 = first_state(model, c, rows, tmax, ex, enc)
     istar = np.zeros(rows.rows, dtype=np.int64)
     for l in range(2, L + 1):
@@ -118,6 +113,9 @@ def _enc_err(dtype: str) -> float:
     return half if dtype == "float64" else half + 2.0**-54
 
 
+METHOD = "packing certificate: stage-1 enclosure, then every Dense layer against the exact construction"
+
+
 def packing_certificate(model: Model, c: Packing, dtype: str) -> dict[str, Any]:
     """The certificate's decision over every map and input, executed in `dtype` (the weights rounded to it).
 
@@ -128,16 +126,19 @@ def packing_certificate(model: Model, c: Packing, dtype: str) -> dict[str, Any]:
     """
     ex = exec_for(dtype)
     try:
-        result = analyse(round_model(model, dtype), c, ex, dtype)
+        run = round_model(model, dtype)
+    except ValueError as e:  # weights beyond the format's range cannot even be stored
+        return {"certified": False, "margin": float("-inf"), "reason": f"the weights do not fit {dtype}: {e}",
+                "runnable": False, "arithmetic": ex.name, "method": METHOD, "details": {}}
+    try:
+        result = analyse(run, c, ex, dtype)
     except Unsupported as e:
         result = {"certified": False, "reason": f"stage not covered: attention and the first MLP layer: {e}"}
     except (Uncovered, PrecisionExhausted) as e:
         result = {"certified": False, "reason": str(e)}
-    except ValueError as e:  # weights beyond the format's range cannot even be stored
-        result = {"certified": False, "reason": f"the weights do not fit {dtype}: {e}"}
     return {"certified": bool(result["certified"]), "margin": result.get("margin", float("-inf")),
             "reason": result.get("reason"), "runnable": _runnable(dtype, c), "arithmetic": ex.name,
-            "method": "packing certificate: stage-1 enclosure, then every Dense layer against the exact construction",
+            "method": METHOD,
             "details": {"packing_certificate": {k: v for k, v in result.items() if k != "certified"}}}
 
 

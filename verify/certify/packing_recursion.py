@@ -35,6 +35,7 @@ import numpy as np
 from prefixproof.constructions.packing import Packing
 from prefixproof.verify.certify import interval as I
 from prefixproof.verify.certify.interval import Exec, gamma
+from prefixproof.verify.certify.interval import as_dense as iv_as_dense
 
 
 class Uncovered(Exception):
@@ -49,8 +50,7 @@ class State:
     e: np.ndarray
 
 
-def _dense(W: Any) -> np.ndarray:
-    return np.asarray(W.toarray() if hasattr(W, "toarray") else W, dtype=np.float64)
+_dense = iv_as_dense  # one conversion for every certificate module (interval.as_dense)
 
 
 @dataclass(frozen=True)

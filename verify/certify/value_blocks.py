@@ -17,7 +17,6 @@ from fractions import Fraction
 from typing import Callable
 
 import numpy as np
-import scipy.sparse as sp
 
 from prefixproof.constructions.model import Dense, Model
 from prefixproof.verify.certify import interval as I
@@ -25,6 +24,7 @@ from prefixproof.verify.certify.attention import FirstLayer, Unsupported
 from prefixproof.verify.certify.lookup_rows import LookupRows
 from prefixproof.verify.certify.decoder import GridFit, brute_margins, grid_fit, grid_margins, singleton_margins
 from prefixproof.verify.certify.interval import Exec, Iv
+from prefixproof.verify.certify.interval import as_dense as iv_as_dense
 
 BLOCK_BUDGET = 20_000_000  # block evaluations before the certificate gives up (UNKNOWN)
 BRUTE_BUDGET = 50_000_000  # (box x vocabulary) logit differences for non-grid decoders
@@ -41,8 +41,7 @@ class CertResult:
     decoder: str = ""
 
 
-def _dense(W) -> np.ndarray:
-    return W.toarray() if sp.issparse(W) else np.asarray(W, dtype=np.float64)
+_dense = iv_as_dense  # one conversion for every certificate module (interval.as_dense)
 
 
 def _tail(model: Model) -> list[Dense]:
