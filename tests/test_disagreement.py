@@ -126,8 +126,8 @@ def test_claim_level_decode_certified_vs_stored_prompt_counterexample(capsys, mo
     """decode CERTIFIED on the real weights; the stored prompt's generation runs the broken ones."""
     good, broken, failing = dirs
     assert "1,2" in failing  # the stored target really fails in the broken weights
-    real_ops = stored_prompt._ops
-    monkeypatch.setattr(stored_prompt, "_ops", lambda model, dtype: real_ops(broken, dtype))
+    real_executions = stored_prompt.executions
+    monkeypatch.setattr(stored_prompt, "executions", lambda model, dtype: real_executions(broken, dtype))
     for level in ("quick", "numeric"):
         code, out, c, obs = _verify(capsys, tmp_path, good, level)
         assert obs["stored-prompt"]["verdict"] == "FALSIFIED"

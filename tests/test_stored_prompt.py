@@ -173,3 +173,47 @@ def test_directory_without_a_recorded_table_is_unknown(capsys, built, tmp_path):
 def test_constructions_without_a_directory_have_no_stored_prompt_obligation(capsys):
     code, out, _ = run(capsys, "verify", "theorem1", "--vocab", "3", "--length", "2")
     assert code == 0 and "stored-prompt" not in out
+
+
+def _edit_config(d, fn):
+    cfg = json.loads((d / "config.json").read_text())
+    fn(cfg["prompt"])
+    (d / "config.json").write_text(json.dumps(cfg))
+
+
+@pytest.mark.parametrize("edit, why", [
+    (lambda info: info.__setitem__("steps", 1), "steps"),  # generate answers one token where the table has more
+    (lambda info: info.pop("virtual_tokens"), "virtual tokens"),  # generate refuses the directory
+    (lambda info: info.__setitem__("mode", "per_token"), "mode"),
+])
+def test_a_config_that_makes_generate_differ_is_falsified(capsys, built, tmp_path, edit, why):
+    d = _copy(built, tmp_path, "long_response")
+    _edit_config(d, edit)
+    # independent truth: `generate DIR` no longer answers the recorded table (or refuses to run)
+    cfg = json.loads((d / "config.json").read_text())
+    V, rec = cfg["vocab"], [",".join(map(str, row)) for row in cfg["prompt"]["table_tokens"]]
+    code, out, _ = run(capsys, "generate", d, "--input", ",".join(str(u) for u in range(V)))
+    assert code != 0 or out.split() != rec
+    code, out, c, obs = _verify(capsys, tmp_path, d, "long_response")
+    sp = obs["stored-prompt"]
+    assert sp["verdict"] == "FALSIFIED" and why in sp["reason"]
+
+
+def test_demanded_margin_above_the_stored_prompts_margin_is_not_checked(capsys, built, tmp_path):
+    d = built / "theorem2"
+    _, _, _, obs = _verify(capsys, tmp_path, d, "theorem2")
+    attained = obs["stored-prompt"]["min_margin"]
+    _, _, _, obs = _verify(capsys, tmp_path, d, "theorem2", "--min-margin", str(attained * 1.5))
+    assert obs["stored-prompt"]["verdict"] != "CHECKED"
+
+
+def test_sparse_weights_run_in_float16(capsys, tmp_path):
+    # V=400 stores its large matrices as CSR; real float16 execution must run them, not fail
+    d = tmp_path / "big"
+    assert run(capsys, "build", "theorem2", "--map", "random:1", "--vocab", "400", "--out", d)[0] == 0
+    cfg = json.loads((d / "config.json").read_text())
+    assert any(t.get("storage") == "csr" for t in cfg["tensors"].values())
+    _, _, _, obs = _verify(capsys, tmp_path, d, "theorem2", "--dtype", "float16")
+    sp = obs["stored-prompt"]
+    assert sp["verdict"] != "ERROR", sp["reason"]
+    assert sp["coverage"]["covered"] == 400

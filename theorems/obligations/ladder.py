@@ -180,6 +180,8 @@ def climb(model: Model, problem: DecodeProblem, cert: Certificate, run: Run) -> 
                 if num.verdict is Verdict.CHECKED:
                     return error(f"{said}; numeric ({num.arithmetic}, {_covered(num)} inputs): CHECKED, every "
                                  f"input decodes (min margin {num.min_margin:.3g})", found)
+                if num.verdict is Verdict.ERROR:
+                    return error(f"{said}; numeric ({num.arithmetic}): ERROR({num.reason})", found)
             method += "; counterexample from a failing box"
             return record(Verdict.FALSIFIED, min_margin=found["teacher_forced_margin"], counterexample=found)
     if not cert.runnable or not run.cross_checks:

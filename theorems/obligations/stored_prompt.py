@@ -32,12 +32,12 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file
 
 from prefixproof.constructions.alphabet import render
-from prefixproof.constructions.io import CONFIG, PROMPT, read_json
+from prefixproof.constructions.io import CONFIG, PROMPT, FormatError, load_prompt, read_json
 from prefixproof.theorems.obligations.base import RunContext
 from prefixproof.theorems.obligations.prompt_layouts import RECORD_KEY, Layout
-from prefixproof.verify.semantics.ops import NumpyOps
-from prefixproof.verify.numeric.decoding import batch_size_for, decode_margins
-from prefixproof.verify.semantics.formats import np_dtype, round_model, round_to
+from prefixproof.verify.numeric.decoding import ROUNDING_AGREEMENT, batch_size_for, decode_margins
+from prefixproof.verify.semantics.executions import executions
+from prefixproof.verify.semantics.formats import format_of, round_to
 from prefixproof.verify.semantics.forward import forward
 from prefixproof.verify.semantics.generate import GenerationError, generate, max_steps
 from prefixproof.verify.parallel import default_workers, ordered_map
@@ -47,7 +47,7 @@ SHOWN = 3  # mismatching inputs quoted in a reason
 
 
 class _Unreadable(Exception):
-    """The directory's recorded table or stored prompt cannot be read as the claim's layout (UNKNOWN)."""
+    """config.json or prompt.safetensors cannot be read at all (the obligation is then FALSIFIED)."""
 
 
 def _read(directory: Path) -> tuple[dict[str, Any] | None, np.ndarray | None]:
@@ -59,19 +59,30 @@ def _read(directory: Path) -> tuple[dict[str, Any] | None, np.ndarray | None]:
         return info, None
     try:
         vt = load_file(str(path)).get("virtual_tokens")
-    except (SafetensorError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError, TypeError) as e:
         raise _Unreadable(f"{path} is not a readable safetensors file: {str(e).splitlines()[0] if str(e) else e}")
     if vt is None:
         raise _Unreadable(f"{path} holds no tensor 'virtual_tokens'")
     return (info if isinstance(info, dict) else None), vt
 
 
-def _ops(model, dtype: str):
-    """The run's arithmetic as real numpy execution: weights and prompt rounded to the format, numpy kernels."""
-    return round_model(model, dtype), NumpyOps(np_dtype(dtype))
+def _mode_problem(info: dict[str, Any], lay: Layout) -> str | None:
+    """How `generate DIR` would run this prompt (config.json prompt.mode, inputs, steps) against the claim's layout."""
+    mode = info.get("mode")
+    if lay.claim == "theorem1":
+        want: dict[str, Any] = {"mode": "sequence"}
+    elif lay.claim == "theorem2":
+        want = {"mode": "per_token"}
+    else:
+        want = {"mode": "queries", "inputs": lay.L, "steps": lay.R}
+    got = {k: info.get(k) for k in want}
+    if got != want:
+        return (f"config.json prompt {got} makes `generate DIR` answer differently from the claim's layout {want}"
+                + ("" if mode in ("sequence", "per_token", "queries") else f" (unknown mode {mode!r})"))
+    return None
 
 
-def _generate_all(model, ops, soft: np.ndarray, prompts: np.ndarray | None, steps: int,
+def _generate_all(model, ops_type, dtype: str, soft: np.ndarray, prompts: np.ndarray | None, steps: int,
                   progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Greedy generation for every input, in chunks on the default workers. Memory is bounded before anything
     is allocated: the chunk size comes from the checker's activation budget (prefixproof.verify.numeric.decoding.batch_size_for)
@@ -85,7 +96,7 @@ def _generate_all(model, ops, soft: np.ndarray, prompts: np.ndarray | None, step
         b = min(chunk, B - lo)
         return generate(model, soft=np.broadcast_to(soft, (b,) + soft.shape),
                         prompt=None if prompts is None else prompts[lo:lo + b], steps=steps,
-                        ops=NumpyOps(ops.dtype))  # one arithmetic object per thread (it caches stacked weights)
+                        ops=ops_type(dtype))  # a fresh arithmetic object per chunk (it caches stacked weights)
 
     parts = []
     for _, g in ordered_map(one, range(0, B, chunk), workers):
@@ -105,11 +116,13 @@ def _teacher_forced(model, ops, soft: np.ndarray, prompt: np.ndarray | None,
     return decode_margins(logits, answer[None])[0], float(np.abs(logits).max())
 
 
-def _wrong(tokens: np.ndarray, margins: np.ndarray, expected: np.ndarray) -> np.ndarray:
-    """Inputs whose generation differs from the expected answer (or is shorter), or has a margin <= 0."""
+def _wrong(tokens: np.ndarray, margins: np.ndarray, expected: np.ndarray, min_margin: float = 0.0) -> np.ndarray:
+    """Inputs whose generation differs from the expected answer (or is shorter), or has a margin <= 0 or below
+    the demanded margin (as the numeric checker counts them)."""
     if tokens.shape != expected.shape:
         return np.arange(len(expected))
-    return np.flatnonzero((tokens != expected).any(axis=1) | ~(margins > 0).all(axis=1))
+    return np.flatnonzero((tokens != expected).any(axis=1) | ~(margins > 0).all(axis=1)
+                          | (margins < min_margin).any(axis=1))
 
 
 def _input_text(lay: Layout, prompts: np.ndarray | None, i: int) -> str:
@@ -145,6 +158,13 @@ def run_stored_prompt(claim: str, ctx: RunContext) -> Record:
     if vt is None:
         return done(Verdict.FALSIFIED, f"config.json describes a prompt but {PROMPT} is missing")
     info = info or {}
+    try:  # exactly what `generate DIR` reads: a prompt it refuses is not a working prompt
+        load_prompt(where, ctx.model)
+    except FormatError as e:
+        problems.append(f"`generate DIR` refuses the stored prompt: {e}")
+    mode = _mode_problem(info, lay)
+    if mode:
+        problems.append(mode)
     stored = vt.dtype
     details: dict[str, Any] = {"stored": {"virtual_tokens": int(vt.shape[0]) if vt.ndim == 2 else None,
                                           "dtype": str(stored)}, "claim_virtual_tokens": lay.virtual}
@@ -153,7 +173,7 @@ def run_stored_prompt(claim: str, ctx: RunContext) -> Record:
                                        f"floating-point (k, {lay.enc.d})", details=details)
     if not np.isfinite(vt).all():
         return done(Verdict.FALSIFIED, "virtual_tokens holds NaN or infinity", details=details)
-    if info.get("virtual_tokens") not in (None, vt.shape[0]):
+    if info.get("virtual_tokens") != vt.shape[0]:
         problems.append(f"config.json says {info.get('virtual_tokens')} virtual tokens, {PROMPT} has {vt.shape[0]}")
     if vt.shape[0] != lay.virtual:
         problems.append(f"{PROMPT} has {vt.shape[0]} virtual token(s); {claim} with these weights uses {lay.virtual}")
@@ -188,25 +208,41 @@ def run_stored_prompt(claim: str, ctx: RunContext) -> Record:
                                 f"{shown!r} (first difference at {lay.label(*map(int, bad))}: recorded value "
                                 f"{float(want[tuple(bad)])!r}, stored {float(payload[tuple(bad)])!r})")
         if not stray.size and decoded is not None:
-            member = recorded if recorded is not None and np.array_equal(lay.encode(recorded, stored), payload) \
+            candidate = recorded if recorded is not None and np.array_equal(lay.encode(recorded, stored), payload) \
                 else decoded
+            # a `decode` input of this run is the table's encoding rounded to the run's format: only then does a
+            # failure (or success) here speak about `decode` in this dtype
+            run_enc = round_to(lay.encode(candidate, np.float64), ctx.dtype)
+            if np.array_equal(run_enc, round_to(payload, ctx.dtype)):
+                member = candidate
     # Generation, as `generate DIR` runs it, in the run's arithmetic.
     prompts = lay.prompts()
     expected = None if (recorded if recorded is not None else member) is None else \
         lay.answers(recorded if recorded is not None else member)
-    model, ops = _ops(ctx.model, ctx.dtype)
     soft = round_to(vt.astype(np.float64), ctx.dtype).astype(np.float64)
-    steps = min(lay.R, max_steps(model, soft.shape[0], lay.L))
-    try:
-        tokens, margins = _generate_all(model, ops, soft, prompts, steps, ctx.reporter(f"{claim} stored prompt"))
-    except GenerationError as e:
-        problems.append(f"generation from the stored prompt is impossible: {e}")
-        tokens = margins = None
+    steps = min(lay.R, max_steps(ctx.model, soft.shape[0], lay.L))
+    tokens = margins = None
+    model = ops = None
+    # every execution the numeric checker names for this format (numpy's kernels, and the fused one below float64)
+    for ex in executions(ctx.model, ctx.dtype):
+        try:
+            t, m = _generate_all(ex.model, type(ex.ops), ctx.dtype, soft, prompts, steps,
+                                 ctx.reporter(f"{claim} stored prompt ({ex.name})"))
+        except GenerationError as e:
+            problems.append(f"generation from the stored prompt is impossible: {e}")
+            break
+        wrong_here = expected is not None and _wrong(t, m, expected, ctx.min_margin).size
+        if tokens is None or wrong_here:
+            tokens, margins, model, ops = t, m, ex.model, ex.ops
+            details.setdefault("executions", []).append(ex.name)
+        if wrong_here:
+            details["failing_execution"] = ex.name
+            break
     coverage = Coverage(lay.K, lay.K, str(lay.K))
     min_margin = None if margins is None else float(np.min(margins)) if margins.size else math.inf
     counterexample = None
     if tokens is not None and expected is not None:
-        wrong = _wrong(tokens, margins, expected)
+        wrong = _wrong(tokens, margins, expected, ctx.min_margin)
         details["generation"] = {"inputs": lay.K, "wrong_inputs": int(wrong.size), "min_margin": min_margin}
         if wrong.size:
             side = "config.json records" if recorded is not None else "the stored prompt encodes"
@@ -246,11 +282,11 @@ def _confirm_decode_counterexample(model, ops, soft, prompts, member_answers, to
         return
     i = int(wrong[0])
     tf, scale = _teacher_forced(model, ops, soft, None if prompts is None else prompts[i], member_answers[i])
-    eps = float(np.finfo(np_dtype(dtype)).eps) if dtype != "bfloat16" else 2.0 ** -7
+    eps = format_of(dtype).eps
     counterexample["teacher_forced_margins"] = tf.tolist()
     # Confirmed only when the teacher-forced pass fails too, clearly beyond rounding (16 eps |logit|): a near-tie
     # that flips with the order of operations is an outcome of the format, not a contradiction of `decode`.
-    if float(tf.min()) < -16 * eps * max(1.0, scale):
+    if float(tf.min()) < -ROUNDING_AGREEMENT * eps * max(1.0, scale):
         details["about"] = {"statement": "decode", "dtype": dtype,
                             "evaluators": "incremental generation and a teacher-forced pass",
                             "input": _input_text(lay, prompts, i),
