@@ -28,7 +28,7 @@ from typing import Any, Callable
 from prefixproof.output import render_table
 from prefixproof.theorems import THEOREMS
 from prefixproof.theorems.obligations.base import RunContext
-from prefixproof.audit.precision_scan import linear_scan
+from prefixproof.audit.precision_scan import SCAN_SIZES, linear_scan
 from prefixproof.theorems.obligations.runner import run_obligation
 from prefixproof.verify.verdict import Record, Verdict
 
@@ -47,17 +47,21 @@ class Frontier:
     first_falsified: int | None = None  # smallest size probed with a confirmed counterexample
     falsified_record: Record | None = None
     scan: dict[str, Any] = field(default_factory=dict)  # how first_falsified was searched (precision_scan)
+    below_all_probed: bool = False  # every size below first_fail was certified (not only the doubling probes)
 
     @property
     def falsified_label(self) -> str:
-        """"first" when every size scanned below it was checked over all its inputs, else "smallest found"."""
-        return "first" if self.scan.get("every_input_below") and self.scan.get("linear") else "smallest found"
+        """"first" when every size below it was either certified or checked over all its inputs, else
+        "smallest found"."""
+        first = self.below_all_probed and self.scan.get("every_input_below") and self.scan.get("linear")
+        return "first" if first else "smallest found"
 
     def to_json(self) -> dict[str, Any]:
         rec = self.fail_record
         return {
             "axis": self.axis, "fixed": self.fixed, "largest_certified": self.largest_ok,
             "first_not_certified": self.first_fail,
+            "every_size_below_first_not_certified_probed": self.below_all_probed,
             "verdict_there": None if rec is None else rec.verdict_text,
             "counterexample": None if rec is None else rec.counterexample,
             "first_falsified": self.first_falsified,
@@ -136,6 +140,18 @@ def frontier(theorem_id: str, dtype: str, axis: str, fixed: dict[str, int], cap:
         lambda n: _probe(out, theorem_id, dtype, axis, fixed, n, False, say), 2 if axis == "V" else 1, None, cap,
         lambda rec: rec.verdict is not Verdict.CERTIFIED)
     if out.first_fail is not None:
+        # Doubling and bisection leave sizes below the first failure unprobed, and certification is not proven
+        # monotone in the size: certify every one of them (cheap at these sizes), so that "first" means first.
+        start = 2 if axis == "V" else 1
+        probed = {n for n, _ in out.probes}
+        gaps = [n for n in range(start, out.first_fail) if n not in probed]
+        if len(gaps) <= SCAN_SIZES:
+            for n in gaps:
+                rec = _probe(out, theorem_id, dtype, axis, fixed, n, False, say)
+                if rec.verdict is not Verdict.CERTIFIED:
+                    out.first_fail, out.fail_record = n, rec
+                    break
+            out.below_all_probed = True
         search = lambda n: _probe(out, theorem_id, dtype, axis, fixed, n, True, say)
         out.first_falsified, out.falsified_record, out.scan = linear_scan(
             theorem_id, dtype, axis, fixed, out.first_fail, cap, search, say)

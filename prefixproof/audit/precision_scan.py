@@ -89,7 +89,11 @@ def linear_scan(theorem_id: str, dtype: str, axis: str, fixed: dict[str, int], s
         scanned.append(size)
         hit = rec if rec.verdict is Verdict.FALSIFIED else None
         sw = None
-        if hit is None:
+        decided = rec.verdict in (Verdict.CERTIFIED, Verdict.UNKNOWN) and rec.coverage is not None \
+            and rec.coverage.exhaustive  # the probe already covered every input (certificate or full numeric run)
+        if hit is None and decided:
+            sw = {"exhaustive": True, "confirmed": False, "counterexample": None}
+        elif hit is None:
             try:
                 sw = sweep(theorem_id, {**fixed, axis: size}, dtype)
             except Exception as e:  # noqa: BLE001 - reported in the notes; the size counts as not fully checked
