@@ -110,3 +110,21 @@ def test_second_path_agreeing_within_rounding_confirms(shift, verdict):
     assert rec.verdict is verdict
     if verdict is Verdict.FALSIFIED:
         assert "rounding" in rec.counterexample["confirmation"]["note"]
+
+
+class ShortInputs(Theorem1Inputs):
+    """A problem whose exhaustive enumeration silently drops its first batch."""
+
+    def exhaustive(self, batch_size):
+        batches = super().exhaustive(batch_size)
+        next(batches)
+        yield from batches
+
+
+def test_exhaustive_run_that_misses_inputs_is_error_not_checked():
+    c = Theorem1(3, 3)
+    enc = LookupEncoding.of(c.model(), "target")
+    full = check_decoding(c.model(), Theorem1Inputs(enc), claim="theorem1", params={}, samples=5, seed=0)
+    assert full.verdict is Verdict.CHECKED and full.coverage.covered == 27
+    short = check_decoding(c.model(), ShortInputs(enc), claim="theorem1", params={}, samples=5, seed=0)
+    assert short.verdict is Verdict.ERROR and "of 27 inputs" in short.reason

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from prefixproof.verify.semantics.formats import REGISTRY, np_dtype
-from prefixproof.verify.certify.interval import EnvironmentError_
+from prefixproof.verify.certify.interval import EnvironmentError_, check_environment
 
 # per format (verify/semantics/formats.py REGISTRY): the executed exp's relative error bound in units of u
 # (8 u = 4 ulp, 2 u = 1 ulp), the unit roundoff and the smallest subnormal
@@ -46,6 +46,7 @@ ETA = {name: f.eta for name, f in REGISTRY.items()}
 _REF = np.exp  # float64 reference, bound at import (a monkeypatched np.exp is measured, not trusted)
 _REF_REL = 4 * 2.0**-52  # its checked accuracy
 _MEASURED: dict[str, dict[str, Any]] = {}
+_FAILED: dict[str, Exception] = {}
 
 
 class ExpAccuracyError(EnvironmentError_):
@@ -117,15 +118,22 @@ def _arb_errors(x: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def check_exp(fmt: str) -> dict[str, Any]:
-    """Measure exp in `fmt` once per process; raise ExpAccuracyError when it exceeds the certificate's bound."""
+    """Measure exp in `fmt` once per process; raise ExpAccuracyError when it exceeds the certificate's bound.
+
+    The float64 reference exp is itself checked first (interval.check_environment), and a failed measurement is
+    remembered: it is raised again, not re-measured, on every later call."""
+    if fmt in _FAILED:
+        raise _FAILED[fmt]
     if fmt not in _MEASURED:
+        check_environment()
         _check_subnormals(fmt)
         m = measure(fmt)
         if not m["worst_ratio"] <= 1.0:
-            raise ExpAccuracyError(
+            _FAILED[fmt] = ExpAccuracyError(
                 f"numpy's exp in {fmt} errs by {m['max_error_u']:.3g} u (worst at x = {m['worst_x']!r}, "
                 f"{m['worst_ratio']:.3g} x the bound); the certificate assumes <= {m['bound_u']:g} u + eta. "
                 f"Certificates in {fmt} are not valid on this machine")
+            raise _FAILED[fmt]
         _MEASURED[fmt] = m
     return _MEASURED[fmt]
 
@@ -147,3 +155,4 @@ def _check_subnormals(fmt: str) -> None:
 def reset() -> None:
     """Forget the measurements (tests that patch exp)."""
     _MEASURED.clear()
+    _FAILED.clear()

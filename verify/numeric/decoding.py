@@ -167,6 +167,9 @@ def check_decoding(
         details={"failing_inputs": failing_any, "executions": _per_execution(execs, tallies)},
     )
     failed = [(e, t) for e, t in deciding if t.first is not None]
+    if not failed and exhaustive and tallies[0].seen != problem.total:  # CHECKED only for every input
+        return Record(verdict=Verdict.ERROR, reason=f"the exhaustive run evaluated {tallies[0].seen} of "
+                      f"{problem.total} inputs", seconds=time.perf_counter() - t0, **common)
     if not failed:
         verdict = Verdict.CHECKED if exhaustive else Verdict.SAMPLED
         return Record(verdict=verdict, seconds=time.perf_counter() - t0, **common)
@@ -220,7 +223,7 @@ def confirm(problem: DecodeProblem, model: Model, ops: NumpyOps, item: Any, posi
     """
     second = problem.confirm(model, ops, item, position)
     if min_margin > 0 and margin > 0:  # a pass that misses the demanded margin: confirm that margin
-        second["fails"] = bool(second.get("margin_at", margin) < min_margin)
+        second["fails"] = bool(second.get("margin_at", math.nan) < min_margin)
     if not second["fails"]:
         eps = format_of(dtype).eps
         tol = ROUNDING_AGREEMENT * eps * max(1.0, scale)

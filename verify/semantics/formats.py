@@ -117,9 +117,6 @@ class EmulatedOps(NumpyOps):
     def affine(self, x, W, b):
         return self._r(super().linear(self._r(x), W) + b)
 
-    def relu(self, x):
-        return super().relu(x)
-
     def scores(self, q, k, scale):
         return self._r(self._r(q @ np.swapaxes(k, -1, -2)) * scale)
 
@@ -133,14 +130,3 @@ class EmulatedOps(NumpyOps):
 
     def mix(self, A, v):
         return self._r(A @ v)
-
-
-def executor(model: Model, name: str) -> tuple[Model, NumpyOps]:
-    """The model in format `name` and the fused execution of it (float64 runs natively).
-
-    Only one member of the format's class: the numeric checker runs `prefixproof.verify.semantics.executions.executions`, which
-    adds numpy's own kernels in the format.
-    """
-    if name == "float64":
-        return materialize(model), NumpyOps(np.float64)
-    return round_model(model, name), EmulatedOps(name)
