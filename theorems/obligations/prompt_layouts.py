@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from prefixproof.constructions.packing import Packing
 from prefixproof.theorems.obligations.encoding import LookupEncoding
 
 RECORD_KEY = {"theorem1": "target_tokens", "theorem2": "map_tokens", "long_response": "table_tokens",
@@ -113,15 +114,8 @@ class Layout:
     def encode(self, table: np.ndarray, stored: np.dtype) -> np.ndarray:
         """(virtual, payload width) values the construction's encoder writes for `table`, in the stored format."""
         t = np.asarray(table, dtype=np.int64)
-        if self.claim == "multi_token_packing":
-            D, V = self.digits, self.V
-            vals = []
-            for a in range(V):
-                num = 0
-                for d in t[a * D:(a + 1) * D]:
-                    num = num * V + int(d)
-                vals.append(float(Fraction(num, V ** D)))
-            return _cast(np.array([vals]), stored)
+        if self.claim == "multi_token_packing":  # the construction's own packing, rounded once to float64
+            return _cast(np.array([[float(r) for r in Packing(self.V, self.L).pack(t.reshape(-1))]]), stored)
         if self.claim in ("theorem1", "theorem2"):
             return _cast(t[None, :] / self.V, stored)
         return _cast(t.T / self.V, stored)
