@@ -21,6 +21,9 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from prefixproof.constructions.basis import ExactArray, Space
+from prefixproof.constructions.config_check import (Checker, check_config, check_prompt_info, check_space_sizes,
+                                                    check_values)
+from prefixproof.constructions.fingerprint import FIELD as FINGERPRINT, differences, fingerprint
 from prefixproof.constructions.model import Dense, Head, Layer, LayerNorm, Model, ModelError, Vocab, materialize
 
 FORMAT = "prefixproof-model"
@@ -124,7 +127,9 @@ def weights_sha256(model: Model) -> str:
 
 def save_model(model: Model, directory: str | Path, prompt: np.ndarray | None = None,
                prompt_info: dict[str, Any] | None = None) -> str:
-    """Write config.json, model.safetensors and (with `prompt`) prompt.safetensors; returns the sha256."""
+    """Write config.json, model.safetensors and (with `prompt`) prompt.safetensors into `directory` (created if
+    missing; `prefixproof build` passes a fresh staging directory, see prefixproof/outdir.py); returns the
+    model's weights_sha256. config.json records the whole directory's fingerprint (docs/format.md)."""
     model = materialize(model)
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +146,7 @@ def save_model(model: Model, directory: str | Path, prompt: np.ndarray | None = 
         else:
             tensors[name] = np.ascontiguousarray(w, dtype=np.float64)
             table[name] = {"shape": list(w.shape), "storage": "dense"}
+        check_values(tensors.get(name, tensors.get(f"{name}.data")), f"tensor {name!r}", FormatError)
     spaces = {"stream": space_to_json(model.stream)}
     for l, layer in enumerate(model.layers):
         spaces[f"layers.{l}.attn_out"] = space_to_json(layer.attn_out)
@@ -148,7 +154,7 @@ def save_model(model: Model, directory: str | Path, prompt: np.ndarray | None = 
             spaces[f"layers.{l}.hidden.{k}"] = space_to_json(s)
         spaces[f"layers.{l}.out"] = space_to_json(layer.out)
     sha = weights_sha256(model)
-    config = {
+    config: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         **_architecture(model),
@@ -158,15 +164,32 @@ def save_model(model: Model, directory: str | Path, prompt: np.ndarray | None = 
         "tensors": table,
         "weights_sha256": sha,
     }
-    save_file(tensors, str(out / WEIGHTS), metadata={"format": FORMAT})
+    prompt_tensors = None
     if prompt is not None:
         prompt = np.asarray(prompt, dtype=np.float64)
         if prompt.ndim != 2 or prompt.shape[1] != model.d_model:
             raise FormatError(f"prompt must have shape (k, {model.d_model}), got {prompt.shape}")
-        save_file({"virtual_tokens": np.ascontiguousarray(prompt)}, str(out / PROMPT), metadata={"format": FORMAT})
+        check_values(prompt, "the prompt", FormatError)
+        prompt_tensors = {"virtual_tokens": np.ascontiguousarray(prompt)}
         config["prompt"] = {"file": PROMPT, "virtual_tokens": int(prompt.shape[0]), **(prompt_info or {})}
+    config = json.loads(json.dumps(config))  # exactly the values a reader parses back
+    config[FINGERPRINT] = fingerprint(config, tensors, prompt_tensors)
+    save_file(tensors, str(out / WEIGHTS), metadata={"format": FORMAT})
+    if prompt_tensors is not None:
+        save_file(prompt_tensors, str(out / PROMPT), metadata={"format": FORMAT})
     (out / CONFIG).write_text(json.dumps(config, indent=1) + "\n")
     return sha
+
+
+def refresh_fingerprint(directory: str | Path) -> None:
+    """Recompute weights_sha256 and the fingerprint of a directory edited by hand (as the self-test's mutants
+    and tests do), so that loading judges the edit on its content rather than refusing a stale fingerprint."""
+    d = Path(directory)
+    config = _read_json(d / CONFIG)
+    config["weights_sha256"] = weights_sha256(load_model(d, check_sha=False))
+    prompt = _read_tensors(d / PROMPT) if "prompt" in config and (d / PROMPT).is_file() else None
+    config[FINGERPRINT] = fingerprint(config, _read_tensors(d / WEIGHTS), prompt)
+    (d / CONFIG).write_text(json.dumps(config, indent=1) + "\n")
 
 
 # ---------------------------------------------------------------- load
@@ -174,13 +197,24 @@ def save_model(model: Model, directory: str | Path, prompt: np.ndarray | None = 
 def read_json(path: Path, error: type[Exception], missing: str, label: str | None = None,
               object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
     """The JSON content of `path` (JSON only, never pickle); `error(missing)` when there is no such file and a
-    one-line `error` naming `label` (default: the path) when the bytes are not UTF-8 JSON."""
+    one-line `error` naming `label` (default: the path) when the bytes are not UTF-8 JSON, are nested too
+    deeply, or hold an integer too large to read."""
     if not path.is_file():
         raise error(missing)
     try:
-        return json.loads(path.read_text(), object_pairs_hook=object_pairs_hook)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{label or path} is not valid JSON (not UTF-8: {e.reason})") from None
+    except OSError as e:
+        raise error(f"cannot read {label or path}: {e.strerror}") from None
+    try:
+        return json.loads(text, object_pairs_hook=object_pairs_hook)
+    except json.JSONDecodeError as e:
         raise error(f"{label or path} is not valid JSON ({e})") from None
+    except RecursionError:
+        raise error(f"{label or path} is nested too deeply to be read; flatten it") from None
+    except ValueError as e:  # e.g. an integer of more than 4300 digits
+        raise error(f"{label or path} cannot be read: {str(e).split(';')[0]}") from None
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -195,18 +229,9 @@ def _read_tensors(path: Path) -> dict[str, np.ndarray]:
         raise FormatError(f"{path} is missing")
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
+    except (SafetensorError, OSError, ValueError, TypeError) as e:
         detail = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise FormatError(f"{path} is not a readable safetensors file (truncated or corrupt?): {detail}") from None
-
-
-def _field(config: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str = CONFIG) -> Any:
-    if key not in config:
-        raise FormatError(f"{where} has no {key!r} entry")
-    value = config[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise FormatError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
-    return value
 
 
 def _tensor(tensors: dict[str, np.ndarray], table: dict[str, Any], name: str) -> Any:
@@ -220,13 +245,17 @@ def _tensor(tensors: dict[str, np.ndarray], table: dict[str, Any], name: str) ->
         if missing:
             raise FormatError(f"{WEIGHTS} lacks {name}.{missing[0]} (CSR tensor {name!r})")
         data, indices, indptr = parts["data"], parts["indices"], parts["indptr"]
-        if len(shape) != 2 or indptr.ndim != 1 or len(indptr) != shape[0] + 1:
+        if indptr.ndim != 1 or len(indptr) != shape[0] + 1:
             raise FormatError(f"CSR tensor {name!r}: indptr has {len(indptr)} entries, shape {shape} needs {shape[0] + 1}")
+        if not (np.issubdtype(indptr.dtype, np.integer) and np.issubdtype(indices.dtype, np.integer)) or \
+                indices.ndim != 1 or data.ndim != 1:
+            raise FormatError(f"CSR tensor {name!r}: indptr and indices must be 1-d integer arrays, data 1-d")
         if indptr[0] != 0 or np.any(np.diff(indptr) < 0) or indptr[-1] != len(data) or len(indices) != len(data):
             raise FormatError(f"CSR tensor {name!r} has an inconsistent indptr/indices/data structure")
         if len(indices) and (indices.min() < 0 or indices.max() >= shape[1]):
             raise FormatError(f"CSR tensor {name!r} has a column index outside 0..{shape[1] - 1}")
         arr = data
+        check_values(arr, f"tensor {name!r}", FormatError)
         value = sp.csr_array((data.astype(np.float64), indices, indptr), shape=shape)
     else:
         if name not in tensors:
@@ -234,89 +263,140 @@ def _tensor(tensors: dict[str, np.ndarray], table: dict[str, Any], name: str) ->
         arr = value = tensors.pop(name)
         if tuple(arr.shape) != shape:
             raise FormatError(f"tensor {name!r} has shape {tuple(arr.shape)} but {CONFIG} says {shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise FormatError(f"tensor {name!r} has dtype {arr.dtype}; weights must be floating point")
-    if arr.size and not np.isfinite(arr).all():
-        raise FormatError(f"tensor {name!r} contains NaN or infinity")
+        check_values(arr, f"tensor {name!r}", FormatError)
     return value if sp.issparse(value) else value.astype(np.float64)
 
 
+def _check_shapes(tensors: dict[str, np.ndarray], table: dict[str, Any]) -> None:
+    """Every declared shape against the data actually stored, before anything is built from the config."""
+    for name, entry in table.items():
+        shape = tuple(entry["shape"])
+        if entry["storage"] == "dense" and name in tensors and tuple(tensors[name].shape) != shape:
+            raise FormatError(f"tensor {name!r} has shape {tuple(tensors[name].shape)} but {CONFIG} says {shape}")
+        indptr = tensors.get(f"{name}.indptr")
+        if entry["storage"] == "csr" and indptr is not None and (indptr.ndim != 1 or len(indptr) != shape[0] + 1):
+            raise FormatError(f"CSR tensor {name!r}: indptr has {indptr.size} entries, shape {shape} needs "
+                              f"{shape[0] + 1}")
+
+
+def _declared(table: dict[str, Any], name: str, axis: int) -> int | None:
+    shape = table.get(name, {}).get("shape", [])
+    return shape[axis] if len(shape) > axis else None
+
+
+def _check_header(config: dict[str, Any], path: Path) -> None:
+    if config.get("format") != FORMAT:
+        raise FormatError(f"{path} is not a {FORMAT} config (format={config.get('format')!r})")
+    version = config.get("format_version")
+    if isinstance(version, bool) or version != FORMAT_VERSION:
+        raise FormatError(f"{path} has format_version {version!r}; this prefixproof reads version {FORMAT_VERSION}")
+
+
 def load_model(directory: str | Path, check_sha: bool = True) -> Model:
-    """Read a weights directory back into a (float64) model description."""
+    """Read a weights directory back into a (float64) model description.
+
+    With `check_sha` (the default) the recorded weights_sha256 and the whole-directory fingerprint are
+    checked too (the prompt's part only when prompt.safetensors is present; `load_prompt` requires it)."""
     d = Path(directory)
     if not d.is_dir():
         raise FormatError(f"weights directory {d} does not exist")
     config = _read_json(d / CONFIG)
-    if config.get("format") != FORMAT:
-        raise FormatError(f"{d / CONFIG} is not a {FORMAT} config (format={config.get('format')!r})")
-    if config.get("format_version") != FORMAT_VERSION:
-        raise FormatError(f"{d / CONFIG} has format_version {config.get('format_version')!r}; "
-                          f"this prefixproof reads version {FORMAT_VERSION}")
+    _check_header(config, d / CONFIG)
+    checker = Checker(FormatError, str(d / CONFIG))
+    check_config(config, checker)
     tensors = _read_tensors(d / WEIGHTS)
-    table = _field(config, "tensors", dict)
-    spaces = _field(config, "spaces", dict)
+    stored = dict(tensors)  # what the fingerprint covers: exactly the arrays read
+    table = config["tensors"]
+    _check_shapes(tensors, table)
+    check_space_sizes(config, lambda name: _declared(table, name, 0), _declared(table, "pos", 1), checker)
+    spaces = config["spaces"]
 
     def space(key: str) -> Space:
-        if key not in spaces:
-            raise FormatError(f"{CONFIG} has no space {key!r}")
         return space_from_json(key, spaces[key])
 
     try:
         layers = []
-        for l, spec in enumerate(_field(config, "layers", list)):
-            if not isinstance(spec, dict):
-                raise FormatError(f"{CONFIG}: layers[{l}] must be an object")
+        for l, spec in enumerate(config["layers"]):
             heads = []
-            for h, hspec in enumerate(_field(spec, "heads", list, f"layers[{l}]")):
-                scale = _field(hspec, "scale", (int, float), f"layers[{l}].heads[{h}]")
+            for h, hspec in enumerate(spec["heads"]):
                 parts = {p: _tensor(tensors, table, f"layers.{l}.heads.{h}.{p}") for p in ("W_Q", "W_K", "W_V", "W_O")}
-                heads.append(Head(str(hspec.get("name", f"h{h}")), scale=float(scale), **parts))
-            n_mlp = _field(spec, "mlp_layers", int, f"layers[{l}]")
+                heads.append(Head(hspec["name"], scale=float(hspec["scale"]), **parts))
+            n_mlp = spec["mlp_layers"]
             mlp = tuple(Dense(_tensor(tensors, table, f"layers.{l}.mlp.{k}.W"),
                               _tensor(tensors, table, f"layers.{l}.mlp.{k}.b")) for k in range(n_mlp))
-            eps = spec.get("layernorm_eps")
+            eps = spec["layernorm_eps"]
             ln = None if eps is None else LayerNorm(_tensor(tensors, table, f"layers.{l}.ln.gamma"),
                                                     _tensor(tensors, table, f"layers.{l}.ln.beta"), float(eps))
             hidden = tuple(space(f"layers.{l}.hidden.{k}") for k in range(max(n_mlp - 1, 0)))
             layers.append(Layer(tuple(heads), mlp, space(f"layers.{l}.attn_out"), hidden, space(f"layers.{l}.out"),
-                                causal=bool(spec.get("causal", True)), attn_residual=bool(spec.get("attn_residual")),
-                                mlp_residual=bool(spec.get("mlp_residual")), ln=ln))
-        unembed = _tensor(tensors, table, "unembed") if config.get("unembed") else None
+                                causal=spec["causal"], attn_residual=spec["attn_residual"],
+                                mlp_residual=spec["mlp_residual"], ln=ln))
+        unembed = _tensor(tensors, table, "unembed") if config["unembed"] else None
         model = Model(
-            Vocab(_field(config, "vocab", int), config.get("alphabet")),
+            Vocab(config["vocab"], config["alphabet"]),
             space("stream"), _tensor(tensors, table, "embed"), _tensor(tensors, table, "pos"),
-            tuple(layers), unembed, dict(config.get("construction") or {}),
+            tuple(layers), unembed, dict(config["construction"]),
         )
     except ModelError as e:
         raise FormatError(f"{d}: {e}") from None
     if tensors:
         raise FormatError(f"{WEIGHTS} has tensors that {CONFIG} does not describe: {sorted(tensors)[:3]}")
-    if model.n_ctx != config.get("n_ctx"):
-        raise FormatError(f"{CONFIG} says n_ctx={config.get('n_ctx')} but the positional table has {model.n_ctx} rows")
+    if model.n_ctx != config["n_ctx"]:
+        raise FormatError(f"{CONFIG} says n_ctx={config['n_ctx']} but the positional table has {model.n_ctx} rows")
     if check_sha:
-        recorded = config.get("weights_sha256")
+        recorded = config["weights_sha256"]
         actual = weights_sha256(model)
         if recorded != actual:
             raise FormatError(f"{CONFIG} records weights_sha256 {str(recorded)[:12]}... but the files hash to "
                               f"{actual[:12]}...: config and tensors do not belong together")
+        _check_fingerprint(d, config, WEIGHTS, stored)
+        if "prompt" in config and (d / PROMPT).is_file():
+            prompt = _read_tensors(d / PROMPT)
+            if "virtual_tokens" in prompt:  # a broken value is named before a stale fingerprint
+                check_values(prompt["virtual_tokens"], f"{d / PROMPT}: virtual_tokens", FormatError)
+            _check_fingerprint(d, config, PROMPT, prompt)
     return model
 
 
+def _check_fingerprint(d: Path, config: dict[str, Any], part: str, tensors: dict[str, np.ndarray]) -> None:
+    """One-line FormatError naming what differs from the fingerprint config.json recorded at build time."""
+    if FINGERPRINT not in config:
+        raise FormatError(f"{d / CONFIG} records no fingerprint (written by an older prefixproof or by hand); "
+                          f"rebuild the directory with `prefixproof build --force`")
+    try:
+        diffs = differences(config[FINGERPRINT], config, part, tensors)
+    except ValueError as e:
+        raise FormatError(f"{d / CONFIG}: field 'fingerprint' is malformed ({e}); rebuild the directory") from None
+    if diffs:
+        raise FormatError(f"{d}: fingerprint mismatch in {' and '.join(diffs)}: the files do not come from one "
+                          f"build; rebuild the directory with `prefixproof build --force`")
+
+
 def load_prompt(directory: str | Path, model: Model) -> tuple[np.ndarray, dict[str, Any]]:
-    """The virtual tokens (k, d) of a weights directory and the config's prompt description."""
+    """The virtual tokens (k, d) of a weights directory and the config's prompt description.
+
+    Checks that config.json is the one `model` was loaded with (its weights_sha256) and that
+    prompt.safetensors is the file the fingerprint recorded."""
     d = Path(directory)
-    info = _read_json(d / CONFIG).get("prompt")
+    config = _read_json(d / CONFIG)
+    info = config.get("prompt")
     if not isinstance(info, dict):
         raise FormatError(f"{d / CONFIG} describes no prompt; build the directory with `prefixproof build`")
+    check_prompt_info(info, model.vocab.size, Checker(FormatError, str(d / CONFIG)))
     tensors = _read_tensors(d / PROMPT)
     vt = tensors.get("virtual_tokens")
     if vt is None or vt.ndim != 2 or vt.shape[1] != model.d_model:
         shape = None if vt is None else vt.shape
         raise FormatError(f"{d / PROMPT}: virtual_tokens must have shape (k, {model.d_model}), got {shape}")
-    if not np.issubdtype(vt.dtype, np.floating) or not np.isfinite(vt).all():
-        raise FormatError(f"{d / PROMPT}: virtual_tokens must be finite floating-point numbers")
+    if set(tensors) != {"virtual_tokens"}:
+        raise FormatError(f"{d / PROMPT} must hold only virtual_tokens, also has {sorted(set(tensors) - {'virtual_tokens'})[:3]}")
+    check_values(vt, f"{d / PROMPT}: virtual_tokens", FormatError)
     if vt.shape[0] != info.get("virtual_tokens"):
         raise FormatError(f"{d / CONFIG} says {info.get('virtual_tokens')} virtual tokens, {PROMPT} has {vt.shape[0]}")
+    if config.get("weights_sha256") != weights_sha256(model):
+        raise FormatError(f"{d / CONFIG} is not the config the model was loaded with (weights_sha256 differs); "
+                          f"the directory changed while it was read, or the files do not belong together")
+    _check_fingerprint(d, config, PROMPT, tensors)
     return vt.astype(np.float64), info
 
 

@@ -112,7 +112,7 @@ def test_config_that_does_not_match_its_tensors(built):
 def test_config_shape_disagreeing_with_space(built):
     _, d, _, _ = built
     _edit_config(d, lambda cfg: cfg["spaces"].update({"stream": {"name": "stream", "blocks": [["x", 5]]}}))
-    with pytest.raises(FormatError, match="embedding E has shape"):
+    with pytest.raises(FormatError, match="space .stream. declares 5 labels"):
         load_model(d)
 
 

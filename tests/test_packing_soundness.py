@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from packing_truth import EDITS, all_tables, evaluate, mutate, random_tables, scale_head, tensor_names  # noqa: E402
 
-from prefixproof.constructions.io import load_model, weights_sha256  # noqa: E402
+from prefixproof.constructions.io import load_model, refresh_fingerprint, weights_sha256  # noqa: E402
 from prefixproof.constructions.packing import Packing  # noqa: E402
 from prefixproof.theorems.obligations.base import RunContext  # noqa: E402
 from prefixproof.verify.certify import packing as cert_packing  # noqa: E402
@@ -61,9 +61,7 @@ def _edit_file(directory: Path, name: str, fn) -> None:
     t = load_file(str(directory / "model.safetensors"))
     t[name] = np.ascontiguousarray(fn(t[name].copy()))
     save_file(t, str(directory / "model.safetensors"), metadata={"format": "prefixproof-model"})
-    cfg = json.loads((directory / "config.json").read_text())
-    cfg["weights_sha256"] = weights_sha256(load_model(directory, check_sha=False))
-    (directory / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
+    refresh_fingerprint(directory)
 
 
 def test_issue_reproduction_zeroed_mlp3_bias_is_not_certified(tmp_path, capsys):

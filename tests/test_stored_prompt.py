@@ -12,6 +12,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from prefixproof.cli import main
+from prefixproof.constructions.io import refresh_fingerprint
 from clirun import run  # noqa: E402
 
 BUILDS = {
@@ -84,6 +85,7 @@ def _edit_prompt(d, fn, virtual=None):
         cfg = json.loads((d / "config.json").read_text())
         cfg["prompt"]["virtual_tokens"] = virtual
         (d / "config.json").write_text(json.dumps(cfg))
+    refresh_fingerprint(d)  # an edit made by hand, fingerprint refreshed: judged on its content
 
 
 def _payload_index(d, block):
@@ -166,6 +168,7 @@ def test_directory_without_a_recorded_table_is_unknown(capsys, built, tmp_path):
     cfg = json.loads((d / "config.json").read_text())
     del cfg["prompt"]["table_tokens"]
     (d / "config.json").write_text(json.dumps(cfg))
+    refresh_fingerprint(d)
     code, out, c, obs = _verify(capsys, tmp_path, d, "conditional")
     assert obs["stored-prompt"]["verdict"] == "UNKNOWN" and "records no prompt.table_tokens" in obs["stored-prompt"]["reason"]
 
@@ -179,6 +182,7 @@ def _edit_config(d, fn):
     cfg = json.loads((d / "config.json").read_text())
     fn(cfg["prompt"])
     (d / "config.json").write_text(json.dumps(cfg))
+    refresh_fingerprint(d)
 
 
 @pytest.mark.parametrize("edit, why", [

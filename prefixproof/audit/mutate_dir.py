@@ -1,8 +1,8 @@
 """Mechanical mutants of a weights directory, edited in the files as a user would edit them.
 
 Every mutant is one edit of `model.safetensors`, `config.json` or
-`prompt.safetensors`, after which the fingerprint (`weights_sha256`) is
-refreshed, so the verifier has to reject the mutant on its reasoning, not on a
+`prompt.safetensors`, after which the fingerprints (`weights_sha256` and the directory's
+`fingerprint`) are refreshed, so the verifier has to reject the mutant on its reasoning, not on a
 stale fingerprint. The list is generated from the directory, never written by
 hand, so no tensor, bias or head can be skipped:
 
@@ -39,7 +39,7 @@ from typing import Any, Callable
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from prefixproof.constructions.io import load_model, space_from_json, weights_sha256
+from prefixproof.constructions.io import refresh_fingerprint, space_from_json
 
 PAYLOAD = {"theorem1": "target", "theorem2": "map", "long_response": "table", "multi_token": "table",
            "conditional": "table", "multi_token_packing": "pay"}
@@ -78,8 +78,7 @@ class Parts:
         save_file({"virtual_tokens": np.ascontiguousarray(self.prompt)}, str(d / "prompt.safetensors"), metadata=meta)
         config = dict(self.config, prompt=dict(self.config["prompt"], virtual_tokens=int(self.prompt.shape[0])))
         (d / "config.json").write_text(json.dumps(config, indent=1))
-        config["weights_sha256"] = weights_sha256(load_model(d, check_sha=False))
-        (d / "config.json").write_text(json.dumps(config, indent=1))
+        refresh_fingerprint(d)
 
 
 @dataclass(frozen=True)

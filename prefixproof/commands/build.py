@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -18,7 +19,8 @@ from prefixproof.constructions.model import Model, materialize
 from prefixproof.constructions.packing import Packing
 from prefixproof.constructions.theorem1 import Theorem1
 from prefixproof.constructions.theorem2 import Theorem2
-from prefixproof.usage import UsageError, check_writable, default_alphabet
+from prefixproof.outdir import check_out_dir, publish, staging_dir
+from prefixproof.usage import UsageError, default_alphabet
 from prefixproof.verify.semantics.generate import generate_many
 from prefixproof.userinput import MAP_SPEC_HELP, InputError, parse_map_file, parse_map_spec, parse_table, tokens_of
 
@@ -37,14 +39,14 @@ def add_build_parser(sub: Any, positive: Callable[[str], int], parser_class: typ
     b1.add_argument("--vocab", type=positive, help="vocabulary size for --tokens")
     b1.add_argument("--length", type=positive, help="N (default: the target's length; shorter targets are "
                     "padded with token 0, which is a space in ASCII)")
-    b1.add_argument("--out", required=True, help="output directory")
+    _add_out(b1)
     b2 = bsub.add_parser("theorem2", help="a token-to-token map")
     g = b2.add_mutually_exclusive_group(required=True)
     g.add_argument("--map", help=MAP_SPEC_HELP)
     g.add_argument("--map-file", help="JSON object {input: output} (unlisted inputs map to themselves) "
                    "or a list of V tokens")
     b2.add_argument("--vocab", type=positive, help=f"vocabulary size (default {ASCII_SIZE}: printable ASCII)")
-    b2.add_argument("--out", required=True, help="output directory")
+    _add_out(b2)
     for name, helptext, has_L, has_R in (
             ("long_response", "a response of up to R tokens to each user token (R virtual tokens)", False, True),
             ("multi_token", "one token for each input of L user tokens (precision-robust)", True, False),
@@ -62,20 +64,34 @@ def add_build_parser(sub: Any, positive: Callable[[str], int], parser_class: typ
         if has_R:
             p.add_argument("--length", type=positive, help="R, response length (default: the longest response, "
                            "else 1)")
-        p.add_argument("--out", required=True, help="output directory")
+        _add_out(p)
+
+
+def _add_out(p: Any) -> None:
+    p.add_argument("--out", required=True, help="output directory: new, empty, or (with --force) a directory an "
+                   "earlier build wrote; written beside it and renamed into place, never half-written")
+    p.add_argument("--force", action="store_true", help="replace --out when it already holds a prefixproof model")
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    check_writable(args.out)
+    out = check_out_dir(args.out, args.force)  # before any work: refuse an --out that would lose data
     if args.theorem == "theorem1":
         model, soft, info, what, margin = _theorem1(args)
     elif args.theorem == "theorem2":
         model, soft, info, what, margin = _theorem2(args)
     else:
         model, soft, info, what, margin = _table(args)
-    sha = save_model(model, args.out, soft, info)
+    with staging_dir(out) as tmp:
+        sha = write_model_dir(tmp, model, soft, info)
+        publish(tmp, out, args.force)
     print(f"wrote {args.out}: {what}; generation reproduces it (min margin {margin:.3g}); weights sha256 {sha[:16]}")
     return 0
+
+
+def write_model_dir(tmp: Path, model: Model, soft: np.ndarray, info: dict[str, Any]) -> str:
+    """Write every file of the model directory into the fresh staging directory `tmp` (renamed into place by
+    `publish` once complete); returns the weights sha256. Everything a build writes goes through here."""
+    return save_model(model, tmp, soft, info)
 
 
 def _theorem1(args: argparse.Namespace):
