@@ -142,6 +142,8 @@ def check_config(config: Mapping[str, Any], c: Checker) -> None:
     spaces = c.of(config, "spaces", "spaces", dict)
     for key, spec in spaces.items():
         space_size(spec, key, c)
+    if "prompt" in config:
+        check_prompt_info(config["prompt"], config["vocab"], c, require=False)
     table = c.of(config, "tensors", "tensors", dict)
     for name, entry in table.items():
         f = f"tensors.{name}"
@@ -193,15 +195,23 @@ def check_values(arr: np.ndarray, what: str, error: Callable[[str], Exception]) 
                         f"(docs/format.md, Validation)")
 
 
-def check_prompt_info(info: Mapping[str, Any], V: int, c: Checker) -> None:
-    """The prompt description: file name, counts, the mode enum and its mode's fields."""
+def check_prompt_info(info: Any, V: int, c: Checker, require: bool = True) -> None:
+    """The prompt description: file name, counts, the mode enum and its mode's fields. With `require=False`
+    (loading the model, before `load_prompt`) only the fields present are checked."""
+    if not isinstance(info, dict):
+        raise c.fail("prompt", "an object", info)
+
+    def has(key: str) -> bool:
+        return require or key in info
+
     if info.get("file", "prompt.safetensors") != "prompt.safetensors":
         raise c.fail("prompt.file", '"prompt.safetensors"', info.get("file"))
-    c.int(info, "virtual_tokens", "prompt.virtual_tokens", 1, MAX_DIM)
-    mode = c.enum(info, "mode", "prompt.mode", PROMPT_MODES)
-    if mode == "queries":
-        c.int(info, "inputs", "prompt.inputs", 1, MAX_DIM)
-        c.int(info, "steps", "prompt.steps", 1, MAX_DIM)
+    if has("virtual_tokens"):
+        c.int(info, "virtual_tokens", "prompt.virtual_tokens", 1, MAX_DIM)
+    mode = c.enum(info, "mode", "prompt.mode", PROMPT_MODES) if has("mode") else None
+    for key in ("inputs", "steps"):
+        if (mode == "queries" and require) or key in info:
+            c.int(info, key, f"prompt.{key}", 1, MAX_DIM)
     for key in ("target_tokens", "map_tokens"):
         if key in info:
             toks = info[key]

@@ -213,8 +213,9 @@ def read_json(path: Path, error: type[Exception], missing: str, label: str | Non
         raise error(f"{label or path} is not valid JSON ({e})") from None
     except RecursionError:
         raise error(f"{label or path} is nested too deeply to be read; flatten it") from None
-    except ValueError as e:  # e.g. an integer of more than 4300 digits
-        raise error(f"{label or path} cannot be read: {str(e).split(';')[0]}") from None
+    except ValueError:  # an integer of more than 4300 digits
+        raise error(f"{label or path} holds a number too long to read; numbers in it must be small integers "
+                    f"(token ids, sizes)") from None
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -1,6 +1,4 @@
 """`python -m prefixproof` is the `prefixproof` command."""
-import sys
+from prefixproof.entry import run
 
-from prefixproof.cli import main
-
-sys.exit(main())
+run()

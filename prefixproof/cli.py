@@ -1,13 +1,15 @@
 """The `prefixproof` command line.
 
-Exit status: 0 nothing falsified, 1 something FALSIFIED, 2 bad usage or input
-(one-line message, never a traceback), 3 the verifier itself failed (ERROR).
+Exit status: 0 nothing falsified, 1 something FALSIFIED, 2 bad usage or input, a file or permission problem, or
+not enough memory (one line naming the fix, never a traceback), 3 the verifier itself failed (ERROR, or an
+internal error: one line, the traceback with --debug), 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
 import argparse
 import functools
 import sys
+import traceback
 from typing import Sequence
 
 from prefixproof.constructions.alphabet import TokenError
@@ -18,7 +20,7 @@ from prefixproof.report import EXIT_ERROR, EXIT_USAGE
 from prefixproof.audit.precision import SWEEPS
 from prefixproof.commands.verify import LEVELS, WEIGHTS_BLOCK
 from prefixproof.theorems import THEOREMS
-from prefixproof.usage import UsageError
+from prefixproof.usage import UsageError, check_json_target
 from prefixproof.verify.semantics.formats import FORMATS
 from prefixproof.userinput import InputError
 
@@ -54,8 +56,13 @@ def _seed(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line in one place (longer than 60 lines on purpose): every command, option and help text,
     so `--help` and this function read the same."""
+    from prefixproof import __version__
+
     p = _Parser(prog="prefixproof", description="Verify constructive proofs about prompting and prefix-tuning "
-                "(Petrov, Torr & Bibi, ICLR 2024).")
+                "(Petrov, Torr & Bibi, ICLR 2024).", epilog="Global flags, anywhere on the line: --debug shows "
+                "the traceback of an internal error (exit status 3). Exit status: 0 nothing falsified, "
+                "1 FALSIFIED, 2 bad usage or input, 3 internal error or ERROR, 130 interrupted.")
+    p.add_argument("--version", action="version", version=f"prefixproof {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     v = sub.add_parser("verify", help="check claims and print a verdict table")
@@ -130,47 +137,83 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+INPUTS = ("weights", "map_file", "replay", "dir")  # argument names whose paths a run reads
+
+
+def _inputs(args: argparse.Namespace) -> list[str]:
+    out: list[str] = []
+    for name in INPUTS:
+        value = getattr(args, name, None)
+        out += [value] if isinstance(value, str) else list(value or [])
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line; returns the exit status (module docstring). `--debug` may appear anywhere."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     try:
         args = build_parser().parse_args(argv)
-        if args.command == "verify":
-            from prefixproof.commands.verify import cmd_verify
-            return cmd_verify(args, argv)
-        if args.command == "build":
-            from prefixproof.commands.build import cmd_build
-            return cmd_build(args)
-        if args.command == "selftest":
-            from prefixproof.commands.verify import cmd_selftest
-            return cmd_selftest(args)
-
-        if args.command == "fuzz":
-            from prefixproof.commands.fuzz import cmd_fuzz
-            return cmd_fuzz(args, argv)
-        if args.command == "precision":
-            from prefixproof.commands.verify import cmd_precision
-            return cmd_precision(args)
-        if args.command == "crosscheck":
-            from prefixproof.commands.crosscheck import cmd_crosscheck
-            return cmd_crosscheck(args, argv)
-        if args.command == "plot":
-            from prefixproof.commands.plot import cmd_plot
-            return cmd_plot(args)
-        from prefixproof.commands.verify import cmd_generate
-        return cmd_generate(args)
-    except UsageError as e:
-        print(f"prefixproof: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except USER_ERRORS as e:
-        print(f"prefixproof: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        check_json_target(getattr(args, "json", None), _inputs(args))  # before the run, never after it
+        return _dispatch(args, argv)
+    except SystemExit as e:  # --help and --version
+        return e.code if isinstance(e.code, int) else 0
+    except (UsageError, *USER_ERRORS) as e:
+        return _fail(str(e), EXIT_USAGE)
     except KeyboardInterrupt:
-        print("prefixproof: interrupted", file=sys.stderr)
+        from prefixproof import entry
+
+        if not entry.reported:
+            print(entry.LINE, file=sys.stderr)
         return 130
-    except Exception as e:  # noqa: BLE001 - never a traceback; an internal failure is ERROR, not a pass
-        print(f"prefixproof: internal error (a bug in prefixproof): {type(e).__name__}: {e}", file=sys.stderr)
-        return EXIT_ERROR
+    except MemoryError:
+        return _fail("out of memory: the run needs more memory than is available; use smaller sizes (--vocab, "
+                     "--length, --samples) or set a memory budget (--max-memory)", EXIT_USAGE)
+    except OSError as e:  # the file system refused: a path, a permission, a full disk
+        where = f" {e.filename}" if e.filename else ""
+        return _fail(f"cannot access{where}: {e.strerror or e}; check the path, its permissions and free space",
+                     EXIT_USAGE)
+    except Exception as e:  # noqa: BLE001 - never a traceback unless asked; an internal failure is ERROR, not a pass
+        if debug:
+            traceback.print_exc()
+        detail = " ".join(str(e).split())[:300]
+        return _fail(f"internal error (a bug in prefixproof): {type(e).__name__}: {detail}" +
+                     ("" if debug else "; re-run with --debug for the traceback"), EXIT_ERROR)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"prefixproof: error: {' '.join(message.split())}", file=sys.stderr)
+    return status
+
+
+def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
+    if args.command == "verify":
+        from prefixproof.commands.verify import cmd_verify
+        return cmd_verify(args, argv)
+    if args.command == "build":
+        from prefixproof.commands.build import cmd_build
+        return cmd_build(args)
+    if args.command == "selftest":
+        from prefixproof.commands.verify import cmd_selftest
+        return cmd_selftest(args)
+    if args.command == "fuzz":
+        from prefixproof.commands.fuzz import cmd_fuzz
+        return cmd_fuzz(args, argv)
+    if args.command == "precision":
+        from prefixproof.commands.verify import cmd_precision
+        return cmd_precision(args)
+    if args.command == "crosscheck":
+        from prefixproof.commands.crosscheck import cmd_crosscheck
+        return cmd_crosscheck(args, argv)
+    if args.command == "plot":
+        from prefixproof.commands.plot import cmd_plot
+        return cmd_plot(args)
+    from prefixproof.commands.verify import cmd_generate
+    return cmd_generate(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from prefixproof.entry import run
+
+    run()

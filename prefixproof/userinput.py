@@ -5,6 +5,7 @@ wrong and how to write it instead; the CLI turns it into exit status 2.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,19 @@ MAP_SPEC_HELP = (
 
 class InputError(ValueError):
     """A user-supplied value that does not fit the vocabulary or the construction."""
+
+
+_INT = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only ('²' is a digit to str.isdigit, not to int)
+
+
+def parse_int(text: str, what: str, lo: int | None = None) -> int:
+    """A plain decimal integer of at most 18 digits (>= `lo` when given); InputError naming `what` otherwise."""
+    if not _INT.fullmatch(text):
+        raise InputError(f"{what}: {text[:40]!r} is not an integer; write ASCII digits, e.g. {what.split()[-1]}:3")
+    value = int(text)
+    if lo is not None and value < lo:
+        raise InputError(f"{what}: {value} must be >= {lo}")
+    return value
 
 
 def tokens_of(text: str, alphabet: str | None, V: int, what: str) -> list[int]:
@@ -47,10 +61,14 @@ def parse_map_spec(spec: str, alphabet: str | None, V: int) -> list[int]:
         return m
     if spec == "reverse":
         return [V - 1 - k for k in range(V)]
-    if name in ("shift", "random") and arg.lstrip("-").isdigit():
+    if name in ("shift", "random") and "->" not in spec:
+        try:
+            K = parse_int(arg, f"--map {name}", lo=0 if name == "random" else None)
+        except InputError as e:
+            raise InputError(f"--map {spec[:40]!r} is not a map spec: {e}") from None
         if name == "shift":
-            return [(k + int(arg)) % V for k in range(V)]
-        return [int(t) for t in np.random.default_rng(int(arg)).integers(0, V, size=V)]
+            return [(k + K) % V for k in range(V)]
+        return [int(t) for t in np.random.default_rng(K).integers(0, V, size=V)]
     if name == "const" and arg:
         return [_one_token(arg, alphabet, V, "--map const")] * V
     L = (len(spec) - 2) // 2

@@ -22,7 +22,8 @@ from prefixproof.constructions.theorem2 import Theorem2
 from prefixproof.outdir import check_out_dir, publish, staging_dir
 from prefixproof.usage import UsageError, default_alphabet
 from prefixproof.verify.semantics.generate import generate_many
-from prefixproof.userinput import MAP_SPEC_HELP, InputError, parse_map_file, parse_map_spec, parse_table, tokens_of
+from prefixproof.userinput import (MAP_SPEC_HELP, InputError, parse_int, parse_map_file, parse_map_spec, parse_table,
+                                  tokens_of)
 
 TABLE_HELP = ("JSON object {input: response}: inputs of exactly L tokens (text for ASCII, '3,1' with --vocab), "
               "responses of at most R tokens; unlisted inputs answer token 0 (a space in ASCII) and shorter responses "
@@ -140,10 +141,10 @@ def _table(args: argparse.Namespace):
     R_given = getattr(args, "length", None) if name in ("long_response", "conditional") else 1
     if args.map is not None:
         kind, _, seed = args.map.partition(":")
-        if kind != "random" or not seed.isdigit():
+        if kind != "random":
             raise InputError(f"--map {args.map!r}: only random:SEED is accepted here; give a --map-file otherwise")
         L, R = L_given or 2, R_given or 1
-        table = np.random.default_rng(int(seed)).integers(0, V, size=(V ** L, R))
+        table = np.random.default_rng(parse_int(seed, "--map random", lo=0)).integers(0, V, size=(V ** L, R))
     else:
         table, L, R = parse_table(args.map_file, alphabet, V, L_given, R_given)
     if name == "multi_token_packing":

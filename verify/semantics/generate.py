@@ -70,6 +70,10 @@ def generate(
         raise GenerationError("generation needs at least one virtual token or prompt token to start from")
     limit = max_steps(model, n_soft, n_prompt)
     steps = limit if steps is None else steps
+    if limit < 1:
+        raise GenerationError(f"the input is too long: {n_soft} virtual + {n_prompt} input tokens leave no room in "
+                              f"the context of {model.n_ctx} positions; give at most "
+                              f"{max(model.n_ctx - n_soft, 0)} input tokens")
     if not 1 <= steps <= limit:
         raise GenerationError(f"can generate 1..{limit} tokens within the context of {model.n_ctx}, asked for {steps}")
 
