@@ -54,18 +54,20 @@ def differences(recorded: Any, config: Mapping[str, Any], part: str, tensors: Ma
 
     Returns human-readable names of the parts that differ (empty when all agree); raises ValueError when the
     recorded object is not a fingerprint at all."""
-    if not isinstance(recorded, dict) or recorded.get("version") != VERSION:
-        raise ValueError("no valid fingerprint object")
-    expected_keys = {"version", "sha256", "config.json", "model.safetensors"} | \
-        ({"prompt.safetensors"} if "prompt" in config else set())
-    if set(recorded) != expected_keys or not all(isinstance(recorded[k], str) for k in expected_keys - {"version"}):
-        raise ValueError(f"the fingerprint object must have exactly the keys {sorted(expected_keys)}")
+    required = {"version", "sha256", "config.json", "model.safetensors"}
+    if not isinstance(recorded, dict) or recorded.get("version") != VERSION or not required <= set(recorded) or \
+            not set(recorded) <= required | {"prompt.safetensors"} or \
+            not all(isinstance(v, str) for k, v in recorded.items() if k != "version"):
+        raise ValueError(f"it must be an object with version {VERSION} and the sha256 strings "
+                         f"{', '.join(sorted(required - {'version'}))}[, prompt.safetensors]")
     out = []
     if recorded["sha256"] != hashlib.sha256(canonical_json({k: v for k, v in recorded.items()
                                                             if k != "sha256"})).hexdigest():
         out.append("the fingerprint's own sha256")
     if recorded["config.json"] != config_digest(config):
         out.append("config.json (a field was edited after the build)")
-    if recorded[part] != tensors_digest(tensors):
+    if part not in recorded:
+        out.append(f"{part} (not part of the build)")
+    elif recorded[part] != tensors_digest(tensors):
         out.append(f"{part} (replaced or edited after the build)")
     return out

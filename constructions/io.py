@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +23,7 @@ from safetensors.numpy import load_file, save_file
 from prefixproof.constructions.basis import ExactArray, Space
 from prefixproof.constructions.config_check import (Checker, check_config, check_prompt_info, check_space_sizes,
                                                     check_values)
+from prefixproof.constructions.files import read_json
 from prefixproof.constructions.fingerprint import FIELD as FINGERPRINT, differences, fingerprint
 from prefixproof.constructions.model import Dense, Head, Layer, LayerNorm, Model, ModelError, Vocab, materialize
 
@@ -194,30 +195,6 @@ def refresh_fingerprint(directory: str | Path) -> None:
 
 # ---------------------------------------------------------------- load
 
-def read_json(path: Path, error: type[Exception], missing: str, label: str | None = None,
-              object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
-    """The JSON content of `path` (JSON only, never pickle); `error(missing)` when there is no such file and a
-    one-line `error` naming `label` (default: the path) when the bytes are not UTF-8 JSON, are nested too
-    deeply, or hold an integer too large to read."""
-    if not path.is_file():
-        raise error(missing)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise error(f"{label or path} is not valid JSON (not UTF-8: {e.reason})") from None
-    except OSError as e:
-        raise error(f"cannot read {label or path}: {e.strerror}") from None
-    try:
-        return json.loads(text, object_pairs_hook=object_pairs_hook)
-    except json.JSONDecodeError as e:
-        raise error(f"{label or path} is not valid JSON ({e})") from None
-    except RecursionError:
-        raise error(f"{label or path} is nested too deeply to be read; flatten it") from None
-    except ValueError:  # an integer of more than 4300 digits
-        raise error(f"{label or path} holds a number too long to read; numbers in it must be small integers "
-                    f"(token ids, sizes)") from None
-
-
 def _read_json(path: Path) -> dict[str, Any]:
     data = read_json(path, FormatError, f"{path} is missing; a weights directory needs {CONFIG} and {WEIGHTS}")
     if not isinstance(data, dict):
@@ -353,8 +330,7 @@ def load_model(directory: str | Path, check_sha: bool = True) -> Model:
         _check_fingerprint(d, config, WEIGHTS, stored)
         if "prompt" in config and (d / PROMPT).is_file():
             prompt = _read_tensors(d / PROMPT)
-            if "virtual_tokens" in prompt:  # a broken value is named before a stale fingerprint
-                check_values(prompt["virtual_tokens"], f"{d / PROMPT}: virtual_tokens", FormatError)
+            _check_prompt_tensors(d, config["prompt"], prompt, model.d_model)  # named before a stale fingerprint
             _check_fingerprint(d, config, PROMPT, prompt)
     return model
 
@@ -373,6 +349,21 @@ def _check_fingerprint(d: Path, config: dict[str, Any], part: str, tensors: dict
                           f"build; rebuild the directory with `prefixproof build --force`")
 
 
+def _check_prompt_tensors(d: Path, info: dict[str, Any], tensors: dict[str, np.ndarray], width: int) -> np.ndarray:
+    """prompt.safetensors holds exactly `virtual_tokens`: (k, width), finite, in range, k as config.json says."""
+    vt = tensors.get("virtual_tokens")
+    if vt is None or vt.ndim != 2 or vt.shape[1] != width:
+        shape = None if vt is None else vt.shape
+        raise FormatError(f"{d / PROMPT}: virtual_tokens must have shape (k, {width}), got {shape}")
+    if set(tensors) != {"virtual_tokens"}:
+        raise FormatError(f"{d / PROMPT} must hold only virtual_tokens, it also has {sorted(tensors)[:3]}")
+    check_values(vt, f"{d / PROMPT}: virtual_tokens", FormatError)
+    count = info.get("virtual_tokens")
+    if (count is not None or "mode" in info) and vt.shape[0] != count:
+        raise FormatError(f"{d / CONFIG} says {count} virtual tokens, {PROMPT} has {vt.shape[0]}")
+    return vt
+
+
 def load_prompt(directory: str | Path, model: Model) -> tuple[np.ndarray, dict[str, Any]]:
     """The virtual tokens (k, d) of a weights directory and the config's prompt description.
 
@@ -385,15 +376,7 @@ def load_prompt(directory: str | Path, model: Model) -> tuple[np.ndarray, dict[s
         raise FormatError(f"{d / CONFIG} describes no prompt; build the directory with `prefixproof build`")
     check_prompt_info(info, model.vocab.size, Checker(FormatError, str(d / CONFIG)))
     tensors = _read_tensors(d / PROMPT)
-    vt = tensors.get("virtual_tokens")
-    if vt is None or vt.ndim != 2 or vt.shape[1] != model.d_model:
-        shape = None if vt is None else vt.shape
-        raise FormatError(f"{d / PROMPT}: virtual_tokens must have shape (k, {model.d_model}), got {shape}")
-    if set(tensors) != {"virtual_tokens"}:
-        raise FormatError(f"{d / PROMPT} must hold only virtual_tokens, also has {sorted(set(tensors) - {'virtual_tokens'})[:3]}")
-    check_values(vt, f"{d / PROMPT}: virtual_tokens", FormatError)
-    if vt.shape[0] != info.get("virtual_tokens"):
-        raise FormatError(f"{d / CONFIG} says {info.get('virtual_tokens')} virtual tokens, {PROMPT} has {vt.shape[0]}")
+    vt = _check_prompt_tensors(d, info, tensors, model.d_model)
     if config.get("weights_sha256") != weights_sha256(model):
         raise FormatError(f"{d / CONFIG} is not the config the model was loaded with (weights_sha256 differs); "
                           f"the directory changed while it was read, or the files do not belong together")
