@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 import traceback
 from typing import Sequence
@@ -25,6 +26,7 @@ from prefixproof.verify.semantics.formats import FORMATS
 from prefixproof.userinput import InputError
 
 USER_ERRORS = (InputError, FormatError, TokenError, ModelError, ParameterError, GenerationError)
+_REFUSALS = (UsageError, *USER_ERRORS)  # built once: an except clause must not allocate after a MemoryError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -148,6 +150,21 @@ def _inputs(args: argparse.Namespace) -> list[str]:
     return out
 
 
+PATHS = {"out": "--out", "json": "--json", "failures": "--failures", "weights": "--weights", "dir": "DIR",
+         "map_file": "--map-file", "replay": "--replay"}
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """Refuse an empty path (it would mean the current directory) and a plot --out that is a file."""
+    for attr, flag in PATHS.items():
+        value = getattr(args, attr, None)
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and not v.strip():
+                raise UsageError(f"{flag} is empty; give a path")
+    if args.command == "plot" and os.path.lexists(args.out) and not os.path.isdir(args.out):
+        raise UsageError(f"--out {args.out} is an existing file; plot writes PNG files into a directory")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line; returns the exit status (module docstring). `--debug` may appear anywhere."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -155,11 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     try:
         args = build_parser().parse_args(argv)
+        _check_paths(args)
         check_json_target(getattr(args, "json", None), _inputs(args))  # before the run, never after it
         return _dispatch(args, argv)
     except SystemExit as e:  # --help and --version
         return e.code if isinstance(e.code, int) else 0
-    except (UsageError, *USER_ERRORS) as e:
+    except _REFUSALS as e:
         return _fail(str(e), EXIT_USAGE)
     except KeyboardInterrupt:
         from prefixproof import entry
@@ -167,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not entry.reported:
             print(entry.LINE, file=sys.stderr)
         return 130
-    except MemoryError:
+    except MemoryError as e:
+        _release(e)  # free the frames (and what they were building) before reporting
+        del e
         return _fail("out of memory: the run needs more memory than is available; use smaller sizes (--vocab, "
                      "--length, --samples) or set a memory budget (--max-memory)", EXIT_USAGE)
     except OSError as e:  # the file system refused: a path, a permission, a full disk
@@ -180,6 +200,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         detail = " ".join(str(e).split())[:300]
         return _fail(f"internal error (a bug in prefixproof): {type(e).__name__}: {detail}" +
                      ("" if debug else "; re-run with --debug for the traceback"), EXIT_ERROR)
+
+
+def _release(e: BaseException | None) -> None:
+    """Drop the tracebacks of an exception and of every exception it happened during, clearing their frames."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if e.__traceback__ is not None:
+            traceback.clear_frames(e.__traceback__)
+            e.__traceback__ = None
+        e = e.__context__ or e.__cause__
 
 
 def _fail(message: str, status: int) -> int:

@@ -155,6 +155,7 @@ VERIFY = [
     _v("param-bad-name", "long_response", "--param", "1R=3", says="NAME=VALUE"),
     _v("claim-without-weights", "--claim", "theorem1", says="--claim goes with --weights"),
     _v("weights-without-claim", "--weights", "t1", says="--weights needs --claim"),
+    _v("weights-empty-path", "--weights", "", "--claim", "theorem1", says="--weights is empty"),
     _v("weights-missing", "--weights", "nowhere", "--claim", "theorem1", says="does not exist"),
     _v("weights-is-file", "--weights", "afile", "--claim", "theorem1", setup=(AFILE,), says="does not exist"),
     _v("weights-with-vocab", "--weights", "t1", "--claim", "theorem1", "--vocab", "3", says="drop --vocab"),
@@ -228,6 +229,7 @@ BUILD = [
     _b("map-tr-twice", "theorem2", "--map", "aa->xy", "--out", "o", says="mapped twice"),
     _b("map-ids-unequal", "theorem2", "--vocab", "5", "--map", "0,1->2", "--out", "o", says="target tokens"),
     _b("map-ids-out-of-range", "theorem2", "--vocab", "5", "--map", "0,9->1,2", "--out", "o", says="--map source"),
+    _b("map-file-empty-path", "theorem2", "--map-file", "", "--out", "o", says="--map-file is empty"),
     _b("map-file-missing", "theorem2", "--map-file", "none.json", "--out", "o", says="does not exist"),
     _b("map-file-deep", "theorem2", "--map-file", "deep.json", "--out", "o", setup=(put("deep.json", DEEP),),
        says="nested too deeply"),
@@ -275,6 +277,7 @@ BUILD = [
 _PROMPT = "prompt.safetensors"
 GENERATE = [
     Case("generate-no-dir", ("generate",), (), 2, "required"),
+    Case("generate-empty-dir-path", ("generate", ""), (), 2, "DIR is empty"),
     _g("missing", d="nowhere", says="does not exist"),
     _g("is-file", AFILE, d="afile", says="does not exist"),
     _g("empty-dir", mkdir("e"), d="e", says="config.json is missing"),
@@ -408,6 +411,8 @@ CROSSCHECK = [
 ]
 
 PLOT = [
+    Case("plot-out-empty", ("plot", "--out", ""), (), 2, "--out is empty"),
+    Case("plot-out-is-file", ("plot", "--out", "afile"), (AFILE,), 2, "existing file"),
     Case("plot-source", ("plot", "--source", "bogus"), (), 2, "invalid choice"),
     Case("plot-layer-text", ("plot", "--layer", "x"), (), 2, "invalid int"),
     Case("plot-out-no-parent", ("plot", "--out", "nodir/x"), (), 2, "does not exist"),
@@ -437,6 +442,8 @@ FUZZ = [
     Case("fuzz-size", ("fuzz", "--size", "huge"), (), 2, "invalid choice"),
     Case("fuzz-engine", ("fuzz", "--engine", "bogus"), (), 2, "invalid choice"),
     Case("fuzz-seed", ("fuzz", "--seed", "-1"), (), 2, "seed"),
+    Case("fuzz-failures-empty", ("fuzz", "--failures", ""), (), 2, "--failures is empty"),
+    Case("fuzz-replay-empty-path", ("fuzz", "--replay", ""), (), 2, "--replay is empty"),
     Case("fuzz-failures-missing", ("fuzz", "--failures", "nodir"), (), 2, "--failures"),
     Case("fuzz-failures-file", ("fuzz", "--failures", "afile"), (AFILE,), 2, "--failures"),
     Case("fuzz-json-replay-input", ("fuzz", "--replay", "r.json", "--json", "r.json"),
