@@ -31,7 +31,7 @@ _INT = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only ('²' is a digit to str
 def parse_int(text: str, what: str, lo: int | None = None) -> int:
     """A plain decimal integer of at most 18 digits (>= `lo` when given); InputError naming `what` otherwise."""
     if not _INT.fullmatch(text):
-        raise InputError(f"{what}: {text[:40]!r} is not an integer; write ASCII digits, e.g. {what.split()[-1]}:3")
+        raise InputError(f"{what}: {text[:40]!r} is not an integer of at most 18 ASCII digits")
     value = int(text)
     if lo is not None and value < lo:
         raise InputError(f"{what}: {value} must be >= {lo}")
@@ -62,10 +62,12 @@ def parse_map_spec(spec: str, alphabet: str | None, V: int) -> list[int]:
     if spec == "reverse":
         return [V - 1 - k for k in range(V)]
     if name in ("shift", "random") and "->" not in spec:
+        what = "a seed >= 0" if name == "random" else "a whole number"
         try:
             K = parse_int(arg, f"--map {name}", lo=0 if name == "random" else None)
-        except InputError as e:
-            raise InputError(f"--map {spec[:40]!r} is not a map spec: {e}") from None
+        except InputError:
+            raise InputError(f"--map {spec[:40]!r} is not a map spec: {name}:K needs {what} in ASCII digits "
+                             f"(at most 18), e.g. {name}:3") from None
         if name == "shift":
             return [(k + K) % V for k in range(V)]
         return [int(t) for t in np.random.default_rng(K).integers(0, V, size=V)]

@@ -214,3 +214,20 @@ def test_ctrl_c_during_imports_and_during_a_run(tmp_path):
             lines = [line for line in err.splitlines() if not line.startswith(("fuzz:", "  "))]
             assert code == 130 and "Traceback" not in err, err
             assert lines == ["prefixproof: interrupted"], err
+
+
+def test_unwritable_places_are_refused_before_the_run(tmp_path, monkeypatch, capsys):
+    """Permissions cannot be taken away from root (the test machine runs as root), so os.access is made to
+    answer as it would for an unprivileged user without write permission."""
+    import prefixproof.outdir as outdir
+    import prefixproof.usage as usage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(outdir.os, "access", lambda path, mode: False)
+    assert main(["build", "theorem1", "--target", "AB", "--out", "o"]) == 2
+    assert "no write permission" in capsys.readouterr().err
+    monkeypatch.setattr(usage.os, "access", lambda path, mode: False)
+    assert main(["verify", "theorem2", "--vocab", "3", "--json", "r.json"]) == 2
+    err = capsys.readouterr().err
+    assert "no write permission" in err and err.count("\n") == 1
+    assert sorted(os.listdir(tmp_path)) == []
