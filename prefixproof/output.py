@@ -63,7 +63,8 @@ def write_json(path: str | Path, doc: Any, indent: int = 2) -> None:
     """Write `doc` as JSON to `path` atomically (temporary file in the same folder, then rename)."""
     target = Path(path)
     text = json.dumps(json_safe(doc), indent=indent, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.resolve().parent)
+    folder = Path(os.path.abspath(target)).parent  # beside the path itself (a link there is replaced, not followed)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
