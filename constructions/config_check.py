@@ -207,7 +207,7 @@ def check_prompt_info(info: Any, V: int, c: Checker, require: bool = True) -> No
     if info.get("file", "prompt.safetensors") != "prompt.safetensors":
         raise c.fail("prompt.file", '"prompt.safetensors"', info.get("file"))
     if has("virtual_tokens"):
-        c.int(info, "virtual_tokens", "prompt.virtual_tokens", 1, MAX_DIM)
+        c.int(info, "virtual_tokens", "prompt.virtual_tokens", 0, MAX_DIM)
     mode = c.enum(info, "mode", "prompt.mode", PROMPT_MODES) if has("mode") else None
     for key in ("inputs", "steps"):
         if (mode == "queries" and require) or key in info:
