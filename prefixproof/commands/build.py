@@ -19,7 +19,8 @@ from prefixproof.constructions.packing import Packing
 from prefixproof.constructions.theorem1 import Theorem1
 from prefixproof.constructions.theorem2 import Theorem2
 from prefixproof.usage import UsageError, check_writable, default_alphabet
-from prefixproof.verify.semantics.generate import generate_many
+from prefixproof.progress import progress_printer
+from prefixproof.verify.numeric.selfcheck import reproduce
 from prefixproof.userinput import MAP_SPEC_HELP, InputError, parse_map_file, parse_map_spec, parse_table, tokens_of
 
 TABLE_HELP = ("JSON object {input: response}: inputs of exactly L tokens (text for ASCII, '3,1' with --vocab), "
@@ -153,11 +154,6 @@ def _table(args: argparse.Namespace):
 
 
 def _self_check(model: Model, soft: np.ndarray, prompts: np.ndarray | None, expected: np.ndarray) -> float:
-    """Generate from the freshly built model on every input; returns the minimum margin (raises if wrong)."""
-    n = 1 if prompts is None else len(prompts)
-    gen = generate_many(model, np.repeat(soft[None], n, axis=0), prompts, steps=expected.shape[1])
-    ok = (gen.tokens == expected) & (gen.margins > 0)
-    if not ok.all():
-        raise RuntimeError("the built model does not reproduce its table; this is a bug in the construction "
-                           "(or, for multi_token_packing, more digits than float64 holds: lower V)")
-    return float(gen.margins.min())
+    """Generate from the freshly built model on every input, streamed within the memory budget
+    (prefixproof.verify.numeric.selfcheck); returns the minimum margin (raises if wrong)."""
+    return reproduce(model, soft, prompts, expected, progress=progress_printer()("build self-check"))
