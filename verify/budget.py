@@ -115,9 +115,25 @@ class Budget:
         return int(max(1, min(n, at_most) if at_most is not None else n))
 
 
+def address_limit() -> int | None:
+    """The process's RLIMIT_AS in bytes (ulimit -v, prlimit --as), or None when unlimited."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if soft == resource.RLIM_INFINITY or soft <= 0 else int(soft)
+
+
 def default_budget() -> Budget:
-    """DEFAULT_FRACTION of MemAvailable, or FALLBACK_BYTES when /proc/meminfo is unreadable."""
+    """DEFAULT_FRACTION of MemAvailable (or FALLBACK_BYTES when /proc/meminfo is unreadable), and never more
+    than DEFAULT_FRACTION of an address-space limit (RLIMIT_AS) the process runs under."""
     avail = mem_available()
+    cap = address_limit()
+    if cap is not None and (avail is None or cap < avail):
+        return Budget(max(MIN_BYTES, int(cap * DEFAULT_FRACTION)),
+                      f"default: {DEFAULT_FRACTION:.0%} of the address-space limit of {human(cap)}")
     if avail is None:
         return Budget(FALLBACK_BYTES, f"default {human(FALLBACK_BYTES)}: MemAvailable unreadable")
     return Budget(max(MIN_BYTES, int(avail * DEFAULT_FRACTION)),
@@ -130,6 +146,11 @@ _CURRENT: list[Budget] = []
 def current() -> Budget:
     """The budget in force (set by `use`), else the default."""
     return _CURRENT[-1] if _CURRENT else default_budget()
+
+
+def install(budget: Budget) -> None:
+    """Make `budget` the one in force from now on (the command line, once per command)."""
+    _CURRENT[:] = [budget]
 
 
 @contextlib.contextmanager
