@@ -24,8 +24,8 @@ from typing import Callable, Iterator
 KB, MB, GB = 1 << 10, 1 << 20, 1 << 30
 DEFAULT_FRACTION = 0.6  # of MemAvailable: the default budget
 FALLBACK_BYTES = 2 * GB  # when /proc/meminfo cannot be read
-MIN_BYTES = 16 * MB  # below this even the interpreter's own imports do not fit
-RESERVE = 150 * MB  # the interpreter, numpy, scipy, sympy and flint once imported: not available to estimates
+RESERVE = 120 * MB  # the interpreter, numpy, scipy, sympy and flint once imported: not available to estimates
+MIN_BYTES = 128 * MB  # the smallest --max-memory accepted: the reserve and a little room
 
 _UNITS = {"": 1, "B": 1, "K": KB, "KB": KB, "KIB": KB, "M": MB, "MB": MB, "MIB": MB, "G": GB, "GB": GB, "GIB": GB,
           "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}
@@ -62,7 +62,8 @@ def parse_size(text: str) -> int:
     unit = m.group(2).upper() if m else None
     if m is None or unit not in _UNITS:
         raise ValueError(f"{text!r} is not a memory size; give bytes or a number with K, M, G or T, e.g. 4G or 500M")
-    value = int(float(m.group(1)) * _UNITS[unit])
+    number = m.group(1)
+    value = int(number) * _UNITS[unit] if number.isdigit() else int(float(number) * _UNITS[unit])
     if value < MIN_BYTES:
         raise ValueError(f"{text!r} is below the smallest workable budget of {human(MIN_BYTES)}")
     return value
@@ -88,13 +89,14 @@ class Budget:
     source: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.bytes, int) or self.bytes < MIN_BYTES:
-            raise ValueError(f"a memory budget must be an integer of at least {MIN_BYTES} bytes, got {self.bytes!r}")
+        if not isinstance(self.bytes, int) or self.bytes <= RESERVE:
+            raise ValueError(f"a memory budget must be an integer above the interpreter's reserve of {RESERVE} "
+                             f"bytes, got {self.bytes!r}")
 
     @property
     def usable(self) -> int:
         """What estimates may use: the budget minus the interpreter's own footprint."""
-        return max(self.bytes - RESERVE, MIN_BYTES // 2)
+        return self.bytes - RESERVE
 
     def fits(self, needed: int) -> bool:
         return needed <= self.usable

@@ -26,7 +26,7 @@ SLACK = 4.0  # estimates are at most this many times the measured peak (tests/te
 EXACT_ENTRY = 400  # bytes per entry of an exact matrix: dict slot, index tuple, Fraction
 LABEL = 220  # bytes per residual-stream label: the string, its list slot and its index entry
 OBJECT_ENTRY = 8 + 64  # one object-array slot and the flint rational it points to
-HARDMAX_COPIES = 9  # lo, hi, b of a form, the three of the next one, and the temporaries between them
+HARDMAX_COPIES = 3  # lo, hi and b of a form (the temporaries between two forms mostly share the one zero)
 
 
 @dataclass(frozen=True)
@@ -101,11 +101,14 @@ def forward_bytes(shape: ModelShape, positions: int, itemsize: int = 8) -> int:
 
 def generation_bytes(shape: ModelShape, start: int, steps: int, itemsize: int = 8) -> int:
     """One sequence through incremental generation: the first pass over `start` positions, one more pass per
-    step, and the key/value caches (which keep room for twice their length and are copied when they grow)."""
+    further step, and the key/value caches (a new cache fits exactly; one that grows keeps room for twice its
+    length, and the old and the new buffer are both alive while it is copied)."""
     total = start + steps
     cache = sum(sum(k + v for k, v in layer.heads) for layer in shape.layers)
-    return (forward_bytes(shape, start, itemsize) + forward_bytes(shape, 1, itemsize)
-            + itemsize * 3 * max(2 * total, 16) * cache + 16 * steps)
+    more = steps > 1
+    room = 2 * max(2 * total, 16) if more else start
+    return (forward_bytes(shape, start, itemsize) + (forward_bytes(shape, 1, itemsize) if more else 0)
+            + itemsize * room * cache + 16 * steps)
 
 
 def hardmax_bytes(shape: ModelShape, positions: int, queries: int = 1) -> int:
