@@ -5,8 +5,10 @@
 Each command runs in its own subprocess (under `prlimit --as=CAP`, default 8 GB, so nothing can take the
 machine down), started through a small wrapper process that waits for it and reports
 `resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`: the peak resident memory of that one command. Prints one
-markdown table row per command (command, peak, target, seconds, exit status, within target) and the
-machine line, for benchmarks/RESULTS.md. The machine may be shared: the load average is printed too.
+markdown table row per command (command, peak, target, wall and CPU seconds, exit status, within target) and
+the machine line, for benchmarks/RESULTS.md. The machine may be shared: the load average is printed too, and the
+CPU seconds (user + system of the command) approximate the wall time on an idle machine; a seconds target is
+judged on the wall time.
 """
 from __future__ import annotations
 
@@ -46,17 +48,17 @@ CASES = [
 
 WRAPPER = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
            "p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True); "
-           "s = time.perf_counter() - t; "
-           "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, s, p.returncode, "
+           "s = time.perf_counter() - t; u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+           "print(u.ru_maxrss, s, u.ru_utime + u.ru_stime, p.returncode, "
            "repr((p.stderr.strip().splitlines() or [''])[-1][:200]))")
 
 
-def measure(argv: list[str], cap: int, timeout: float) -> tuple[int, float, int, str]:
-    """(peak RSS in bytes, seconds, exit status, last stderr line) of one command."""
+def measure(argv: list[str], cap: int, timeout: float) -> tuple[int, float, float, int, str]:
+    """(peak RSS in bytes, wall seconds, CPU seconds, exit status, last stderr line) of one command."""
     cmd = [sys.executable, "-c", WRAPPER, "prlimit", f"--as={cap}", "timeout", str(int(timeout)), *argv]
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    rss_kb, seconds, code, last = out.stdout.split(" ", 3)
-    return int(rss_kb) * 1024, float(seconds), int(code), eval(last)  # noqa: S307 - our own repr()
+    rss_kb, seconds, cpu, code, last = out.stdout.split(" ", 4)
+    return int(rss_kb) * 1024, float(seconds), float(cpu), int(code), eval(last)  # noqa: S307 - our own repr()
 
 
 def main() -> None:
@@ -75,18 +77,18 @@ def main() -> None:
         print(describe_machine())
         print(f"Load average before: {' '.join(open('/proc/loadavg').read().split()[:3])}")
         print()
-        print("| command | peak RSS | target | seconds | exit | within target |")
-        print("|---|---|---|---|---|---|")
+        print("| command | peak RSS | target | wall s | CPU s | exit | within target |")
+        print("|---|---|---|---|---|---|---|")
         for label, argv, target, seconds_target in CASES:
             if args.only and not any(o in label for o in args.only):
                 continue
             argv = [a.format(map=map_file, out=tmp) for a in argv]
-            peak, seconds, code, last = measure([args.prefixproof, *argv], args.cap, args.timeout)
+            peak, seconds, cpu, code, last = measure([args.prefixproof, *argv], args.cap, args.timeout)
             ok = code == 0 and peak <= target and (seconds_target is None or seconds <= seconds_target)
             shown = "prefixproof " + " ".join(a.replace(tmp + "/", "").replace(str(map_file), "map.json")
                                               for a in argv)
             goal = f"< {target / GB:.0f} GB" + (f", < {seconds_target:.0f} s" if seconds_target else "")
-            print(f"| `{shown}` | {peak / GB:.2f} GB | {goal} | {seconds:.1f} | {code} | "
+            print(f"| `{shown}` | {peak / GB:.2f} GB | {goal} | {seconds:.1f} | {cpu:.1f} | {code} | "
                   f"{'yes' if ok else 'NO: ' + last} |", flush=True)
         print(f"\nLoad average after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
 
