@@ -24,8 +24,9 @@ from prefixproof.theorems import THEOREMS
 from prefixproof.usage import UsageError, check_json_target
 from prefixproof.verify.semantics.formats import FORMATS
 from prefixproof.userinput import InputError
+from prefixproof.verify.budget import Budget, OverBudget, default_budget, human, install, parse_size
 
-USER_ERRORS = (InputError, FormatError, TokenError, ModelError, ParameterError, GenerationError)
+USER_ERRORS = (InputError, FormatError, TokenError, ModelError, ParameterError, GenerationError, OverBudget)
 _REFUSALS = (UsageError, *USER_ERRORS)  # built once: an except clause must not allocate after a MemoryError
 
 
@@ -52,6 +53,27 @@ def _seed(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("seed must be >= 0")
     return value
+
+
+def _memory(text: str) -> Budget:
+    try:
+        return Budget(parse_size(text), f"--max-memory {text}")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_memory_option(parser: argparse.ArgumentParser, default: Budget) -> None:
+    """--max-memory on every command (and every build construction): the budget of prefixproof.verify.budget."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        where = default.source.removeprefix("default: ").replace("%", "%%")
+        parser.add_argument("--max-memory", type=_memory, metavar="SIZE", default=default,
+                            help=f"memory budget, e.g. 4G, 500M or bytes (default here {human(default.bytes)}: "
+                                 f"{where}); larger sizes are refused before anything is allocated, proof "
+                                 "obligations over it are UNKNOWN(budget)")
+    for action in subs:
+        for child in dict.fromkeys(action.choices.values()):
+            _add_memory_option(child, default)
 
 
 @functools.lru_cache(maxsize=1)  # built once per process: the self-test runs `main` thousands of times
@@ -136,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("dir", help="directory written by `prefixproof build`")
     gen.add_argument("--input", help="user tokens: text for ASCII models, comma-separated ids otherwise")
     gen.add_argument("--verbose", action="store_true", help="also print the decode margins")
+    _add_memory_option(p, default_budget())
     return p
 
 
@@ -174,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         _check_paths(args)
         check_json_target(getattr(args, "json", None), _inputs(args))  # before the run, never after it
+        install(args.max_memory)  # the budget of this command (prefixproof.verify.budget)
         return _dispatch(args, argv)
     except SystemExit as e:  # --help and --version
         return e.code if isinstance(e.code, int) else 0

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -131,11 +131,13 @@ def parse_map_file(path: str, alphabet: str | None, V: int) -> list[int]:
     return _apply_pairs(list(range(V)), pairs, f"map file {path}")
 
 
-def parse_table(path: str, alphabet: str | None, V: int, L: int | None, R: int | None) -> tuple[Any, int, int]:
+def parse_table(path: str, alphabet: str | None, V: int, L: int | None, R: int | None,
+                admit: Callable[[int, int], None] | None = None) -> tuple[Any, int, int]:
     """A table from a JSON object {input: response} -> (table (V^L, R) of token ids, L, R).
 
     Inputs have exactly L tokens; responses at most R (padded with token 0). Unlisted inputs answer
-    token 0. L and R default to the map file's key length and longest response.
+    token 0. L and R default to the map file's key length and longest response. `admit(L, R)` is called
+    before the table is allocated (the memory budget refuses sizes that do not fit).
     """
     data = _read_map_file(path)
     if not isinstance(data, dict) or not data:
@@ -156,6 +158,8 @@ def parse_table(path: str, alphabet: str | None, V: int, L: int | None, R: int |
     R = R or max(R_file, 1)
     if R_file > R:
         raise InputError(f"map file {path}: a response has {R_file} tokens, more than the response length {R}")
+    if admit is not None:
+        admit(L_file, R)
     table = np.zeros((V ** L_file, R), dtype=np.int64)
     for k, r in pairs:
         a = 0

@@ -8,4 +8,6 @@
   identities/  the prefix identities, measured and fuzzed
   crosscheck/  PyTorch adapters and measurements on GPT-2, PEFT and MiniLM (the `torch` extra)
   verdict.py   the verdict vocabulary and the report record; parallel.py, optional.py: shared utilities
+  budget.py    the memory budget (--max-memory); estimates.py: bytes a step allocates, computed before it
+               runs; admission.py: sizes refused before anything is allocated
 """

@@ -21,7 +21,9 @@ from prefixproof.constructions.theorem1 import Theorem1
 from prefixproof.constructions.theorem2 import Theorem2
 from prefixproof.outdir import check_out_dir, publish, staging_dir
 from prefixproof.usage import UsageError, default_alphabet
-from prefixproof.verify.semantics.generate import generate_many
+from prefixproof.progress import progress_printer
+from prefixproof.verify.admission import admit_construction
+from prefixproof.verify.numeric.selfcheck import reproduce
 from prefixproof.userinput import (MAP_SPEC_HELP, InputError, parse_int, parse_map_file, parse_map_spec, parse_table,
                                   tokens_of)
 
@@ -111,6 +113,7 @@ def _theorem1(args: argparse.Namespace):
     N = args.length or len(Y)
     if len(Y) > N:
         raise InputError(f"the target has {len(Y)} tokens but --length is {N}; the target must fit in N")
+    admit_construction("theorem1", {"V": V, "N": N})  # before anything of size V or N is allocated
     if len(Y) < N:
         print(f"note: target padded with {N - len(Y)} x token 0 to N={N}", file=sys.stderr)
         Y = Y + [0] * (N - len(Y))
@@ -124,6 +127,7 @@ def _theorem1(args: argparse.Namespace):
 
 def _theorem2(args: argparse.Namespace):
     V, alphabet = default_alphabet(args.vocab)
+    admit_construction("theorem2", {"V": V})  # before anything of size V is allocated
     m = parse_map_spec(args.map, alphabet, V) if args.map is not None else parse_map_file(args.map_file, alphabet, V)
     c = Theorem2(V, alphabet)
     model = materialize(c.model())
@@ -137,6 +141,10 @@ def _theorem2(args: argparse.Namespace):
 def _table(args: argparse.Namespace):
     V, alphabet = default_alphabet(args.vocab)
     name = args.theorem
+    def admit(L: int, R: int) -> None:  # the memory budget, before the table or the model is allocated
+        admit_construction(*(("multi_token_packing", {"V": V, "L": L}) if name == "multi_token_packing"
+                             else ("conditional", {"V": V, "L": L, "R": R})))
+
     L_given = getattr(args, "inputs", None) if name != "long_response" else 1
     R_given = getattr(args, "length", None) if name in ("long_response", "conditional") else 1
     if args.map is not None:
@@ -144,9 +152,10 @@ def _table(args: argparse.Namespace):
         if kind != "random":
             raise InputError(f"--map {args.map!r}: only random:SEED is accepted here; give a --map-file otherwise")
         L, R = L_given or 2, R_given or 1
+        admit(L, R)
         table = np.random.default_rng(parse_int(seed, "--map random", lo=0)).integers(0, V, size=(V ** L, R))
     else:
-        table, L, R = parse_table(args.map_file, alphabet, V, L_given, R_given)
+        table, L, R = parse_table(args.map_file, alphabet, V, L_given, R_given, admit)
     if name == "multi_token_packing":
         c = Packing(V, L)
         model = materialize(c.model())
@@ -170,11 +179,6 @@ def _table(args: argparse.Namespace):
 
 
 def _self_check(model: Model, soft: np.ndarray, prompts: np.ndarray | None, expected: np.ndarray) -> float:
-    """Generate from the freshly built model on every input; returns the minimum margin (raises if wrong)."""
-    n = 1 if prompts is None else len(prompts)
-    gen = generate_many(model, np.repeat(soft[None], n, axis=0), prompts, steps=expected.shape[1])
-    ok = (gen.tokens == expected) & (gen.margins > 0)
-    if not ok.all():
-        raise RuntimeError("the built model does not reproduce its table; this is a bug in the construction "
-                           "(or, for multi_token_packing, more digits than float64 holds: lower V)")
-    return float(gen.margins.min())
+    """Generate from the freshly built model on every input, streamed within the memory budget
+    (prefixproof.verify.numeric.selfcheck); returns the minimum margin (raises if wrong)."""
+    return reproduce(model, soft, prompts, expected, progress=progress_printer()("build self-check"))

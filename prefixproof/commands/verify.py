@@ -13,7 +13,8 @@ from prefixproof.theorems import THEOREMS
 from prefixproof.theorems.obligations.base import LEVELS as BASE_LEVELS, RunContext
 from prefixproof.theorems.obligations.encoding import LookupEncoding
 from prefixproof.usage import UsageError, check_writable, default_alphabet
-from prefixproof.verify.semantics.generate import generate
+from prefixproof.verify.admission import admit_construction, admit_directory
+from prefixproof.verify.semantics.generate import generate, generate_many
 from prefixproof.output import write_json as write_doc
 from prefixproof.progress import progress_printer
 from prefixproof.report import ClaimResult, exit_status, table, write_json
@@ -27,6 +28,13 @@ DEFAULT_SAMPLES = {"theorem1": 2000, "theorem2": 100}
 LEVELS = {"quick": {"symbolic", "certify"}, **{kind: {kind} for kind in BASE_LEVELS}, "all": set(BASE_LEVELS)}
 
 
+# The lookup claims' constructions and their parameters, admitted against the memory budget before building.
+ADMIT = {"theorem1": "theorem1", "theorem2": "theorem2", "long_response": "conditional", "multi_token": "conditional",
+         "conditional": "conditional", "multi_token_packing": "multi_token_packing"}
+ADMIT_PARAMS = {"theorem1": ("V", "N"), "theorem2": ("V",), "conditional": ("V", "L", "R"),
+                "multi_token_packing": ("V", "L")}
+
+
 def _weights_plan(args: argparse.Namespace) -> tuple[list, Any, str]:
     """(plans, model, sha) for `verify --weights DIR --claim C`: parameters come from the weights."""
     if not args.claim:
@@ -35,6 +43,7 @@ def _weights_plan(args: argparse.Namespace) -> tuple[list, Any, str]:
         raise UsageError("with --weights, name the claim with --claim only")
     if args.vocab or args.length:
         raise UsageError("with --weights, V and N come from the weights; drop --vocab/--length")
+    admit_directory(args.weights)  # what config.json declares, before the loader allocates it
     model = load_model(args.weights)
     params = weights_params(args.claim, model)
     return [(THEOREMS[args.claim], params)], model, weights_sha256(model)
@@ -124,6 +133,8 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 params = theorem.resolve({n: given.get(n) for n in names})
             except ValueError as e:
                 raise UsageError(f"{cid}: {e}") from None
+            if theorem.id in ADMIT:  # the construction must fit the memory budget before anything is built
+                admit_construction(ADMIT[theorem.id], {k: params.get(k, 1) for k in ADMIT_PARAMS[ADMIT[theorem.id]]})
             plans.append((theorem, params))
         alphabet = None
     results = []
@@ -143,6 +154,7 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    admit_directory(args.dir)  # what config.json declares, before the loader allocates it
     model = load_model(args.dir)
     soft, info = load_prompt(args.dir, model)
     alphabet = model.vocab.alphabet
@@ -150,15 +162,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if info.get("mode") == "per_token":
         if not prompt:
             raise InputError("this model answers one user token at a time; give --input (e.g. --input abc)")
-        gen = generate(model, soft=np.repeat(soft[None], len(prompt), axis=0), prompt=np.array(prompt)[:, None],
-                       steps=1)
+        gen = generate_many(model, soft, np.array(prompt)[:, None], steps=1,
+                            progress=progress_printer()("generate"))  # streamed within the memory budget
         out, margins = gen.tokens[:, 0], gen.margins[:, 0]
     elif info.get("mode") == "queries":
         L, R = int(info.get("inputs", 1)), int(info.get("steps", 1))
         if not prompt or len(prompt) % L:
             raise InputError(f"this model answers inputs of {L} tokens; give --input with a multiple of {L} tokens")
         queries = np.array(prompt).reshape(-1, L)
-        gen = generate(model, soft=np.repeat(soft[None], len(queries), axis=0), prompt=queries, steps=R)
+        gen = generate_many(model, soft, queries, steps=R, progress=progress_printer()("generate"))
         for row in gen.tokens:
             print(render(row, alphabet))
         if args.verbose:

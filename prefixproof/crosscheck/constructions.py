@@ -31,6 +31,7 @@ import numpy as np
 
 from prefixproof.constructions.alphabet import PRINTABLE_ASCII, encode_text
 from prefixproof.constructions.io import exact_prompt, load_model, load_prompt, save_model
+from prefixproof.verify.admission import admit_directory
 from prefixproof.constructions.model import Model, materialize
 from prefixproof.constructions.theorem1 import Theorem1
 from prefixproof.constructions.theorem2 import Theorem2
@@ -114,6 +115,7 @@ def _torch_logits(tm: Any, inp: Inputs) -> np.ndarray:
 
 def check_directory(name: str, directory: Path, low: tuple[str, ...] = LOW_FORMATS) -> list[Record]:
     t0 = time.perf_counter()
+    admit_directory(directory)  # what config.json declares, before the loader allocates it
     model = load_model(directory)
     soft, info = load_prompt(directory, model)
     inp = inputs_of(model, soft, info)

@@ -5,12 +5,11 @@ import time
 from fractions import Fraction
 from typing import Callable
 
-import numpy as np
 
 from prefixproof.constructions.model import Model
 from prefixproof.theorems.obligations.base import RunContext
-from prefixproof.verify.semantics.forward import forward
-from prefixproof.verify.exact.hardmax import Form, HardmaxOps, Undecided, exact_dense, q
+from prefixproof.verify.exact.hardmax import HardmaxOps, Undecided, q
+from prefixproof.verify.exact.streaming import grid_mismatches, hardmax_logits
 from prefixproof.verify.symbolic.lemmas import Lemma, decode_lemma, leakage_lemma, scale_meets_rule
 from prefixproof.verify.verdict import Record, Verdict
 
@@ -63,20 +62,16 @@ def run_hardmax(claim: str, model: Model, rows, m: int, sigma: float, ctx: RunCo
     if size > HARDMAX_LIMIT:
         return Record(verdict=Verdict.UNKNOWN, reason=f"too large for the exact evaluator ({size} > {HARDMAX_LIMIT} "
                       "form entries); the lemmas stay parametric", seconds=time.perf_counter() - t0, **common)
-    soft, query_pos = claim_forms(model, rows)
     ops = HardmaxOps(t_max=q(Fraction(V - 1, V)))
-    try:
-        logits = forward(model, None, soft, ops=ops).logits
+    bad = []
+    try:  # streamed in batches of rows within the memory budget (OverBudget: the runner says UNKNOWN(budget))
+        for batch_rows, logits in hardmax_logits(model, rows, ops, progress=ctx.reporter(f"{claim} hardmax-lookup")):
+            first = grid_mismatches(logits, V)
+            bad += [(int(r), int(j)) for r, j in zip(batch_rows, first) if j >= 0]
     except Undecided as e:
         return Record(verdict=Verdict.UNKNOWN, reason=str(e), seconds=time.perf_counter() - t0, **common)
-    bad = []
-    for r, qp in enumerate(query_pos):
-        for j in range(V):
-            want_b, want_c = q(Fraction(2 * j, V)), q(-Fraction(j * j, V * V))
-            f = logits[r, int(qp), j]
-            if not (f.lo == f.hi == want_c and f.b == want_b):
-                bad.append((r, j))
-                break
+    bad.sort()
+    query_pos = rows.query_pos
     gap_ok = ops.min_gap is None or ops.min_gap >= q(sigma)
     comp_ok = ops.max_competitors <= max(m, 0)
     details = {
@@ -94,12 +89,6 @@ def run_hardmax(claim: str, model: Model, rows, m: int, sigma: float, ctx: RunCo
         return Record(verdict=Verdict.UNKNOWN, reason=f"the per-instance proof does not go through: {why}",
                       seconds=time.perf_counter() - t0, details=details, **common)
     return Record(verdict=Verdict.PROVED, seconds=time.perf_counter() - t0, details=details, **common)
-
-
-def embedding_hull(E) -> tuple[np.ndarray, np.ndarray]:
-    """Exact column-wise min and max over the token embeddings (every token a free position may hold)."""
-    dense = exact_dense(E)
-    return np.array([min(col) for col in dense.T], dtype=object), np.array([max(col) for col in dense.T], dtype=object)
 
 
 def lookup_obligations(claim: str, what: str, spec, hardmax: Callable, leakage: Callable,
@@ -121,33 +110,3 @@ def lookup_obligations(claim: str, what: str, spec, hardmax: Callable, leakage: 
                    "the executed arithmetic (teacher-forced, equivalent to greedy generation)", ("certify", "numeric"),
                    "prefixproof.verify.certify.lookup.certify_lookup / prefixproof.verify.numeric.decoding.check_decoding", lambda ctx: run_decode(spec, ctx)),
     )
-
-
-def claim_forms(model: Model, claim) -> tuple[Form, np.ndarray]:
-    """Hardmax input forms for every row of a lookup claim (exact encoding): one sequence per row.
-
-    Virtual tokens carry the payload box [0, (V-1)/V], except the row's own coordinate, which is the
-    symbol t; fixed content positions hold the row's tokens; free ones the hull of all embeddings.
-    Returns the forms (rows, positions, d) and each row's query position.
-    """
-    R, n, d, V = claim.rows, claim.n_positions, model.d_model, claim.V
-    E = exact_dense(model.embed)
-    hull = embedding_hull(model.embed)
-    lo = np.empty((R, n, d), dtype=object)
-    lo[...] = q(0)
-    hi, b = lo.copy(), lo.copy()
-    top = q(Fraction(V - 1, V))
-    own_pos = claim.own_position
-    for r in range(R):
-        for p in range(n):
-            if p < claim.virtual:
-                hi[r, p, claim.payload] = top
-                if p == own_pos[r]:
-                    hi[r, p, claim.payload[claim.own[r]]] = q(0)
-                    b[r, p, claim.payload[claim.own[r]]] = q(1)
-            elif p in claim.fixed_pos:
-                row = E[claim.fixed_tok[r, claim.fixed_pos.index(p)]]
-                lo[r, p, :], hi[r, p, :] = row, row
-            else:
-                lo[r, p, :], hi[r, p, :] = hull
-    return Form(lo, hi, b), claim.query_pos

@@ -6,6 +6,7 @@ import traceback
 
 from prefixproof.theorems.obligations.base import Obligation, RunContext, Theorem
 from prefixproof.theorems.obligations.agreement import disagreements
+from prefixproof.verify.budget import OverBudget
 from prefixproof.verify.verdict import Record, Verdict, weakest
 
 
@@ -16,6 +17,14 @@ def run_obligation(theorem: Theorem, ob: Obligation, ctx: RunContext) -> Record:
         if not isinstance(record, Record):
             raise TypeError(f"obligation {ob.id} returned {type(record).__name__}, not a Record")
         return record
+    except (OverBudget, MemoryError) as e:  # over the memory budget: this obligation is UNKNOWN, the rest run
+        reason = e.verdict_reason if isinstance(e, OverBudget) else \
+            f"budget: ran out of memory ({type(e).__name__}{': ' + str(e) if str(e) else ''}); lower the sizes"
+        return Record(
+            claim=theorem.id, obligation=ob.id, verdict=Verdict.UNKNOWN, method=ob.method, arithmetic="-",
+            params=dict(ctx.params), seconds=time.perf_counter() - t0, seed=ctx.seed, dtype=ctx.dtype,
+            weights_sha256=ctx.weights_sha256, reason=reason,
+        )
     except Exception as e:  # noqa: BLE001 - any failure of the verifier is reported as ERROR
         where = traceback.extract_tb(e.__traceback__)[-1]
         reason = f"{type(e).__name__}: {e} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})"

@@ -123,16 +123,36 @@ class HardmaxOps:
             self._cache[key] = (W, _entries(W))
         return self._cache[key][1]
 
+    def _plan(self, W) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """W's non-zero entries as arrays: output index, input index, exact value, value > 0."""
+        key = ("plan", id(W))
+        if key not in self._cache:
+            ents = self._ents(W)
+            o = np.array([e[0][0] for e in ents], dtype=np.int64)
+            k = np.array([e[0][1] for e in ents], dtype=np.int64)
+            w = np.empty(len(ents), dtype=object)
+            w[:] = [e[1] for e in ents]
+            pos = np.array([v > 0 for v in w], dtype=bool)
+            self._cache[key] = (W, (o, k, w, pos))
+        return self._cache[key][1]
+
     def linear(self, x: Form, W) -> Form:
-        """x @ W.T over the non-zero entries of W (interval ends follow the sign of each entry)."""
+        """x @ W.T over the non-zero entries of W (interval ends follow the sign of each entry).
+
+        Vectorised over the entries: every product w * x_k at once, then summed into its output with
+        np.add.at (exact rationals, so the order of the additions does not matter)."""
         shape = x.shape[:-1] + (W.shape[0],)
-        lo, hi, b = _zeros(shape), _zeros(shape), _zeros(shape)
-        for (o, k), w in self._ents(W):
-            lo_k, hi_k = (x.lo[..., k], x.hi[..., k]) if w > 0 else (x.hi[..., k], x.lo[..., k])
-            lo[..., o] += w * lo_k
-            hi[..., o] += w * hi_k
-            b[..., o] += w * x.b[..., k]
-        return Form(lo, hi, b)
+        o, k, w, pos = self._plan(W)
+        d = x.shape[-1]
+        flat = [f.reshape(-1, d) for f in (x.lo, x.hi, x.b)]
+        out = []
+        for src in (np.where(pos, flat[0][:, k], flat[1][:, k]), np.where(pos, flat[1][:, k], flat[0][:, k]),
+                    flat[2][:, k]):
+            acc = _zeros((src.shape[0], W.shape[0]))
+            if len(o):
+                np.add.at(acc, (slice(None), o), src * w)
+            out.append(acc.reshape(shape))
+        return Form(*out)
 
     def linears(self, x: Form, Ws) -> list[Form]:
         return [self.linear(x, W) for W in Ws]

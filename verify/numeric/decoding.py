@@ -31,6 +31,8 @@ from prefixproof.verify.semantics.formats import format_of
 from prefixproof.verify.semantics.executions import Execution, describe, executions
 from prefixproof.verify.semantics.forward import forward
 from prefixproof.verify.parallel import default_workers, ordered_map
+from prefixproof.verify.budget import Budget, current
+from prefixproof.verify.estimates import forward_bytes, shape_of
 from prefixproof.verify.verdict import Coverage, Record, Verdict
 
 EXHAUSTIVE_LIMIT = 1 << 20  # input sets up to this size are checked exhaustively
@@ -72,14 +74,13 @@ def decode_margins(logits: np.ndarray, expected: np.ndarray) -> np.ndarray:
     return target - others.max(axis=-1)
 
 
-def batch_size_for(model: Model, positions: int, workers: int = 1) -> int:
-    """Sequences per batch so that the activations of all batches in flight stay within BATCH_FLOATS."""
-    per_seq = 0
-    for layer in model.layers:
-        width = layer.d_in + layer.attn_out.dim + sum(s.dim for s in layer.hidden) + layer.out.dim
-        width += sum(2 * h.d_k + h.d_v for h in layer.heads)
-        per_seq = max(per_seq, positions * width + 2 * len(layer.heads) * positions * positions)
-    return max(1, BATCH_FLOATS // (max(per_seq, 1) * workers))
+def batch_size_for(model: Model, positions: int, workers: int = 1, budget: Budget | None = None) -> int:
+    """Sequences per batch: the batches in flight stay within BATCH_FLOATS of activations and within the memory
+    budget (`forward_bytes` per sequence); OverBudget (before allocating) when not even one sequence fits,
+    which makes the obligation UNKNOWN(budget)."""
+    per_seq = forward_bytes(shape_of(model), positions)
+    cap = max(1, 8 * BATCH_FLOATS // (per_seq * max(1, workers)))
+    return (budget or current()).batch("numeric checker (one input)", per_seq, workers=workers, at_most=cap)
 
 
 @dataclass

@@ -16,7 +16,7 @@ teacher-forced position decodes its target with a positive margin.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -24,6 +24,11 @@ from prefixproof.constructions.model import Model
 from prefixproof.verify.semantics.ops import NumpyOps, Ops
 from prefixproof.verify.semantics.forward import Prefix, embed, new_caches, run_layers
 from prefixproof.verify.parallel import default_workers, ordered_map
+from prefixproof.verify.budget import Budget, current
+from prefixproof.verify.estimates import generation_bytes, shape_of
+
+
+BATCH_BYTES = 256 << 20  # a batch larger than this is no faster: chunks stay below it even when the budget is larger
 
 
 class GenerationError(ValueError):
@@ -79,7 +84,9 @@ def generate(
 
     caches = new_caches(model, prefixes, ops)
     x = embed(model, prompt, soft, 0, ops)
-    logits = run_layers(model, x, caches, ops)[:, -1]
+    # Only the last position's logits are needed: the last layer's other queries are skipped (their keys and
+    # values still enter the cache), which gives the same values (forward.run_layer, `rows`).
+    logits = run_layers(model, x, caches, ops, outputs_at=np.array([x.shape[1] - 1]))[:, -1]
     tokens, margins = [], []
     for step in range(steps):
         choice, margin = top_margin(np.asarray(logits))
@@ -94,23 +101,44 @@ def generate(
 
 def generate_many(
     model: Model,
-    soft: np.ndarray,
+    soft: np.ndarray | None,
     prompt: np.ndarray | None = None,
     steps: int | None = None,
     *,
     chunk: int | None = None,
     workers: int | None = None,
     dtype: Any = np.float64,
+    progress: Callable[[int, int], None] | None = None,
+    budget: Budget | None = None,
 ) -> Generation:
-    """`generate` over a large batch, in chunks (default: split evenly, at most 4096) on `workers` threads."""
-    B = soft.shape[0] if soft is not None else prompt.shape[0]
+    """`generate` over a large batch, streamed in chunks on `workers` threads.
+
+    `soft` is (B, k, d), or (k, d) shared by every input (never copied B times). Without `chunk`, the chunk
+    size comes from the memory budget: `generation_bytes` per input times the chunks in flight stays within
+    it (OverBudget before anything is allocated when not even one input fits), at most 4096 and at most an
+    even split over the workers. `progress(done, total)` is called after each chunk."""
+    shared = soft is not None and soft.ndim == 2
+    n_soft = 0 if soft is None else soft.shape[-2]
+    n_prompt = 0 if prompt is None else prompt.shape[1]
+    B = (1 if prompt is None else prompt.shape[0]) if shared or soft is None else soft.shape[0]
     workers = workers or default_workers()
-    chunk = chunk or max(1, min(4096, -(-B // workers)))
+    todo = max_steps(model, n_soft, n_prompt) if steps is None else steps
+    if chunk is None:
+        per_input = generation_bytes(shape_of(model), n_soft + n_prompt, max(todo, 1), np.dtype(dtype).itemsize)
+        at_most = max(1, min(4096, BATCH_BYTES // per_input, -(-B // workers)))
+        chunk = (budget or current()).batch("incremental generation (one input)", per_input, workers=workers,
+                                            at_most=at_most)
 
     def one(lo: int) -> Generation:
-        sl = slice(lo, lo + chunk)
-        return generate(model, soft=None if soft is None else soft[sl],
-                        prompt=None if prompt is None else prompt[sl], steps=steps, ops=NumpyOps(dtype))
+        sl = slice(lo, min(lo + chunk, B))
+        part = None if soft is None else (np.broadcast_to(soft, (sl.stop - lo,) + soft.shape) if shared else soft[sl])
+        return generate(model, soft=part, prompt=None if prompt is None else prompt[sl], steps=steps,
+                        ops=NumpyOps(dtype))
 
-    parts = [g for _, g in ordered_map(one, range(0, B, chunk), workers)]
+    parts, done = [], 0
+    for lo, g in ordered_map(one, range(0, B, chunk), workers):
+        parts.append(g)
+        done += len(g.tokens)
+        if progress is not None:
+            progress(done, B)
     return Generation(np.concatenate([g.tokens for g in parts]), np.concatenate([g.margins for g in parts]))

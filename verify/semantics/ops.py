@@ -142,7 +142,8 @@ class NumpyOps:
             return store
         parts = _batch_align([np.asarray(p, dtype=self.dtype) for p in ([] if store is None else [self.view(store)]) + [new]])
         n = sum(p.shape[1] for p in parts)
-        data = np.empty((parts[-1].shape[0], max(2 * n, 16)) + parts[-1].shape[2:], dtype=self.dtype)
+        room = n if store is None else max(2 * n, 16)  # a new cache fits exactly (a teacher-forced pass never grows it)
+        data = np.empty((parts[-1].shape[0], room) + parts[-1].shape[2:], dtype=self.dtype)
         np.concatenate(parts, axis=1, out=data[:, :n])
         return _Grow(data, n)
 
