@@ -73,6 +73,7 @@ class Exec:
     eta: float  # absolute error from underflow, per operation
     exp_ulps: float = 8.0  # executed exp's relative error bound, in units of u (exp_check.EXP_BOUND_U)
     max_value: float = float("inf")  # largest finite value (overflow limit)
+    fmt: str | None = None  # the format's name (verify/semantics/formats.py) when the execution is one format's
 
     @property
     def exact(self) -> bool:
@@ -97,7 +98,7 @@ def exec_for(dtype_name: str) -> Exec:
 
     fmt = format_of(dtype_name)
     check_exp(dtype_name)
-    return Exec(f"{dtype_name} execution", fmt.u, fmt.eta, fmt.exp_bound_u, fmt.largest)
+    return Exec(f"{dtype_name} execution", fmt.u, fmt.eta, fmt.exp_bound_u, fmt.largest, dtype_name)
 
 
 # ------------------------------------------------------------------ construction

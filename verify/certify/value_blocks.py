@@ -25,9 +25,12 @@ from prefixproof.verify.certify.lookup_rows import LookupRows
 from prefixproof.verify.certify.decoder import GridFit, brute_margins, grid_fit, grid_margins, singleton_margins
 from prefixproof.verify.certify.interval import Exec, Iv
 from prefixproof.verify.certify.interval import as_dense as iv_as_dense
+from prefixproof.verify.certify.interval_ops import EnclosureUnsupported
+from prefixproof.verify.certify.per_box import box_margins, supported
 
 BLOCK_BUDGET = 20_000_000  # block evaluations before the certificate gives up (UNKNOWN)
 BRUTE_BUDGET = 50_000_000  # (box x vocabulary) logit differences for non-grid decoders
+REFINE_BOXES = 4096  # single boxes per certificate re-evaluated with per-operation rounding (per_box.py)
 
 
 @dataclass
@@ -98,6 +101,9 @@ class BlockEvaluator:
         self.fit = grid_fit(self.W_fin, self.b_fin) if self.W_fin.shape[1] == 1 else None
         self.decoder = "grid lemma" if self.fit is not None else "all logit differences"
         self.claim, self.ex, self.V, self.R = claim, ex, V, R
+        self.model = model
+        self.refinable = supported(model, ex) is None
+        self.refined = 0
         self.slack_tau = _encoding_slack(claim)
 
         # Pairs that can be positive somewhere in the full range of t, grouped by row.
@@ -124,6 +130,25 @@ class BlockEvaluator:
         return _evaluate(br, ya, yb, self.claim, self.C, self.B, self.W2rows, self.middle, self.W_fin,
                          self.b_fin, self.fit, self.ex, self.slack_tau, self.R, self.V)
 
+    def refine(self, margin: np.ndarray, br: np.ndarray, ya: np.ndarray, yb: np.ndarray,
+               threshold: float) -> np.ndarray:
+        """Single boxes at or below `threshold` re-evaluated with one monotone rounding per operation of the
+        format (per_box.py), within REFINE_BOXES per certificate. Both are lower bounds: the larger is kept."""
+        todo = np.flatnonzero((ya == yb) & ~(margin > threshold))
+        if not self.refinable or not todo.size:
+            return margin
+        todo = todo[: max(REFINE_BOXES - self.refined, 0)]
+        if not todo.size:
+            return margin
+        self.refined += len(todo)
+        try:
+            better = box_margins(self.model, self.claim, self.ex, br[todo], ya[todo])
+        except EnclosureUnsupported:
+            return margin
+        out = margin.copy()
+        out[todo] = np.maximum(out[todo], better)
+        return out
+
 
 def certify_blocks(model: Model, claim: LookupRows, first: FirstLayer, ex: Exec, *,
                    min_margin: float = 0.0, progress: Callable[[int, int], None] | None = None) -> CertResult:
@@ -141,7 +166,7 @@ def certify_blocks(model: Model, claim: LookupRows, first: FirstLayer, ex: Exec,
         result.evaluations += len(blk_r)
         if result.evaluations > BLOCK_BUDGET:
             raise Unsupported(f"block budget exceeded ({BLOCK_BUDGET} evaluations)")
-        margin = ev.evaluate(blk_r, blk_a, blk_b)
+        margin = ev.refine(ev.evaluate(blk_r, blk_a, blk_b), blk_r, blk_a, blk_b, threshold)
         good = margin > threshold
         if good.any():
             result.min_margin = min(result.min_margin, float(margin[good].min()))
