@@ -13,7 +13,6 @@ exactly what V separate enclosures would, with far fewer evaluations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Callable
 
 import numpy as np
@@ -60,8 +59,8 @@ def _encoding_slack(claim: LookupRows) -> float:
     if claim.tau_exact:
         return 0.0
     V = claim.V
-    worst = max(abs(Fraction(float(claim.tau_lo[y])) - Fraction(y, V)) for y in range(V))
-    return float(I.up(float(worst)))
+    y = np.arange(V, dtype=np.float64)
+    return float(I.ratio_distance(claim.tau_lo, y, np.full(V, float(V))).max())
 
 
 def _linear_rows(W: np.ndarray, x: Iv, bias: np.ndarray | None) -> Iv:
