@@ -150,9 +150,10 @@ def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
     att_min = float(min(A[0].max(axis=1).min() for A in A_all)) if R else 1.0
 
     pieces = []
+    fp_rows = list(range(nv)) + fixed  # the positions whose F P_p is read (free positions go through FX)
     for h, (A, (Fc, Fr)) in enumerate(zip(A_all, F_all)):
         piece = {"A": A, "Fbox": I.linear(box, Fc, W_rad=Fr),
-                 "FP": I.linear(I.point(P), Fc, W_rad=Fr),  # (n, hidden): F applied to every P row
+                 "FP": _rows_of(I.linear(I.point(P[fp_rows]), Fc, W_rad=Fr), fp_rows),  # F P_p, virtual and fixed p
                  "Fpay_c": _slice_cols(Fc, pay), "Fpay_r": _slice_cols(Fr, pay)}
         if free:
             piece["FX"] = I.linear((X[0][nv:], X[1][nv:]), Fc, W_rad=Fr)  # (n_free, hidden)
@@ -169,6 +170,17 @@ def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
     rows, units = _candidate_pairs(claim, pieces, b1, err1, hidden)
     c, b = _pair_forms(claim, pieces, b1, err1, rows, units, tmin, tmax)
     return FirstLayer(rows, units, c, b, hidden, att_min)
+
+
+class _rows_of:
+    """Rows of an interval array computed for some positions only, indexed by position: [lo/hi][p]."""
+
+    def __init__(self, M: Iv, positions: list[int]) -> None:
+        at = {p: i for i, p in enumerate(positions)}
+        self._ends = tuple({p: M[k][i] for p, i in at.items()} for k in (0, 1))
+
+    def __getitem__(self, k: int) -> dict:
+        return self._ends[k]
 
 
 def _softmax_rows(S: Iv, visible: np.ndarray, ex: Exec) -> Iv:
