@@ -42,6 +42,15 @@ def supported(model: Model, ex: I.Exec) -> str | None:
     return None
 
 
+def box_terms(model: Model, claim: LookupRows) -> int:
+    """Products one box's evaluation forms (dense): every weight entry once per position, and the attention's
+    position pairs; a cost estimate for budgets."""
+    n = int(claim.query_pos.max()) + 1 if claim.rows else 1
+    weights = sum(int(np.prod(W.shape)) for layer in model.layers
+                  for W in [w for h in layer.heads for w in (h.W_Q, h.W_K, h.W_V, h.W_O)] + [d.W for d in layer.mlp])
+    return max(1, n * weights + n * n * model.d_model)
+
+
 def _hull(E) -> tuple[np.ndarray, np.ndarray]:
     E = I.as_dense(E)
     return E.min(axis=0), E.max(axis=0)

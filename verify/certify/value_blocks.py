@@ -25,11 +25,12 @@ from prefixproof.verify.certify.decoder import GridFit, brute_margins, grid_fit,
 from prefixproof.verify.certify.interval import Exec, Iv
 from prefixproof.verify.certify.interval import as_dense as iv_as_dense
 from prefixproof.verify.certify.interval_ops import EnclosureUnsupported
-from prefixproof.verify.certify.per_box import box_margins, supported
+from prefixproof.verify.certify.per_box import box_margins, box_terms, supported
 
 BLOCK_BUDGET = 20_000_000  # block evaluations before the certificate gives up (UNKNOWN)
 BRUTE_BUDGET = 50_000_000  # (box x vocabulary) logit differences for non-grid decoders
 REFINE_BOXES = 4096  # single boxes per certificate re-evaluated with per-operation rounding (per_box.py)
+REFINE_TERMS = 25_000_000  # and products formed by those re-evaluations (per_box.box_terms per box; ~30 s)
 
 
 @dataclass
@@ -103,6 +104,7 @@ class BlockEvaluator:
         self.model = model
         self.refinable = supported(model, ex) is None
         self.refined = 0
+        self.refine_cap = min(REFINE_BOXES, REFINE_TERMS // box_terms(model, claim)) if self.refinable else 0
         self.slack_tau = _encoding_slack(claim)
 
         # Pairs that can be positive somewhere in the full range of t, grouped by row.
@@ -136,8 +138,8 @@ class BlockEvaluator:
         todo = np.flatnonzero((ya == yb) & ~(margin > threshold))
         if not self.refinable or not todo.size:
             return margin
-        todo = todo[: max(REFINE_BOXES - self.refined, 0)]
-        if not todo.size:
+        if todo.size > self.refine_cap - self.refined:  # some box would stay failing: the certificate fails anyway
+            self.refined = self.refine_cap
             return margin
         self.refined += len(todo)
         try:
