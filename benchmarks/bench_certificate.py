@@ -1,74 +1,122 @@
-"""Benchmark: the interval certificate over every input, against the issue's targets.
+"""Benchmark: the interval certificate over every input, this tree against a baseline tree, in the same run.
 
-    python benchmarks/bench_certificate.py
+    python benchmarks/bench_certificate.py [--baseline-python PYTHON] [--cases NAME,...] [--timeout S]
 
-Times building the construction, the certificate itself (all V^N targets for
-Theorem 1, all V^V maps x V inputs for Theorem 2, float64 execution) and the
-whole `decode` obligation with its arb and numeric cross-checks. Prints a
-markdown section for benchmarks/RESULTS.md.
+Each case runs in a fresh process per interpreter (`--case NAME`), under `prlimit --as=10000000000` and a
+timeout: this tree's code (the interpreter running this script) and the baseline's (`--baseline-python`,
+e.g. `python` where that runs /work/main, or a git worktree of main's venv). A case times building the
+construction and the certificate itself (all V^N targets for Theorem 1, all V^V maps x V inputs for
+Theorem 2, float64 execution), and reports the process's peak RSS. Prints a markdown section for
+benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe_machine  # noqa: E402
 
-from prefixproof.constructions.model import materialize  # noqa: E402
-from prefixproof.constructions.theorem1 import Theorem1  # noqa: E402
-from prefixproof.constructions.theorem2 import Theorem2  # noqa: E402
-from prefixproof.theorems import theorem1, theorem2  # noqa: E402
-from prefixproof.theorems.obligations.base import RunContext  # noqa: E402
-from prefixproof.theorems.obligations.ladder import run_decode  # noqa: E402
-from prefixproof.theorems.obligations.encoding import LookupEncoding  # noqa: E402
-from prefixproof.verify.certify.lookup import certify_lookup  # noqa: E402
-from prefixproof.verify.certify.lookup_rows import theorem1_rows, theorem2_rows  # noqa: E402
-from prefixproof.verify.certify.interval import exec_for  # noqa: E402
+CASES = {  # name: (theorem, V, N, target seconds, target peak GB)
+    "t1-95x20": ("theorem1", 95, 20, 1.0, None),
+    "t1-32000x1024": ("theorem1", 32000, 1024, 60.0, None),
+    "t1-128256x4096": ("theorem1", 128256, 4096, 60.0, 2.0),
+    "t2-95": ("theorem2", 95, None, 1.0, None),
+    "t2-32000": ("theorem2", 32000, None, 60.0, None),
+    "t2-128256": ("theorem2", 128256, None, 30.0, None),
+}
+MEMORY_CAP = 10_000_000_000  # bytes of address space per case process
 
-CASES = [
-    ("Theorem 1", "V=95, N=20 (all 95^20 targets)", 1.0, lambda: Theorem1(95, 20), "target"),
-    ("Theorem 1", "V=32000, N=1024", 60.0, lambda: Theorem1(32000, 1024), "target"),
-    ("Theorem 2", "V=95 (all 95^95 maps x 95 inputs)", 1.0, lambda: Theorem2(95), "map"),
-    ("Theorem 2", "V=32000", 60.0, lambda: Theorem2(32000), "map"),
-]
+
+def run_case(name: str) -> dict:
+    """Build and certify one case in this process; the figures as a dict."""
+    from prefixproof.constructions.model import materialize
+    from prefixproof.theorems.obligations.encoding import LookupEncoding
+    from prefixproof.verify.certify.interval import exec_for
+    from prefixproof.verify.certify.lookup import certify_lookup
+    from prefixproof.verify.certify.lookup_rows import theorem1_rows, theorem2_rows
+
+    theorem, V, N, _, _ = CASES[name]
+    t0 = time.perf_counter()
+    if theorem == "theorem1":
+        from prefixproof.constructions.theorem1 import Theorem1
+
+        model = materialize(Theorem1(V, N).model())
+        enc = LookupEncoding.of(model, "target")
+        rows = theorem1_rows(enc.payload, enc.V, enc.K, "float64")
+    else:
+        from prefixproof.constructions.theorem2 import Theorem2
+
+        model = materialize(Theorem2(V).model())
+        enc = LookupEncoding.of(model, "map")
+        rows = theorem2_rows(enc.payload, enc.V, "float64")
+    build = time.perf_counter() - t0
+    rss_build = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res, seconds = certify_lookup(model, rows, exec_for("float64"))
+    return {"certified": bool(res.certified), "reason": res.reason, "margin": res.min_margin, "seconds": seconds,
+            "build": build, "evaluations": res.evaluations, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_mb_after_build": rss_build}
+
+
+def measure(python: str, name: str, timeout: float) -> dict:
+    cmd = ["prlimit", f"--as={MEMORY_CAP}", python, str(Path(__file__).resolve()), "--case", name]
+    t0 = time.perf_counter()
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"failed": f"not finished in {timeout:.0f} s (killed)"}
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["?"])[-1]
+        return {"failed": f"exit {out.returncode} after {time.perf_counter() - t0:.0f} s: {last[:120]}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _cell(r: dict) -> tuple[str, str, str]:
+    if "failed" in r:
+        return r["failed"], "-", "-"
+    verdict = "certified" if r["certified"] else f"not certified ({r['reason']})"
+    return f"{r['seconds']:.1f} s", f"{r['peak_mb']:.0f} MB", verdict
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--case")
+    ap.add_argument("--baseline-python", default=None)
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--timeout", type=float, default=600.0)
+    args = ap.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case)))
+        return
+    from machine import describe_machine
+
     rows = []
-    ex = exec_for("float64")
-    for name, size, target, make, block in CASES:
-        t0 = time.perf_counter()
-        c = make()
-        model = materialize(c.model())
-        build = time.perf_counter() - t0
-        enc = LookupEncoding.of(model, block)
-        rows_ = (theorem1_rows(enc.payload, enc.V, enc.K, "float64") if block == "target"
-                 else theorem2_rows(enc.payload, enc.V, "float64"))
-        res, cert_s = certify_lookup(model, rows_, ex)
-        assert res.certified, res.reason
-        params = {"V": c.V, "N": c.N} if block == "target" else {"V": c.V}
-        spec = theorem1.SPEC if block == "target" else theorem2.SPEC
-        t1 = time.perf_counter()
-        rec = run_decode(spec, RunContext(params=params, samples=20, seed=0, model=model))
-        full = time.perf_counter() - t1
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        rows.append(f"| {name} | {size} | {target:.0f} s | {cert_s:.2f} s | {full:.2f} s | {build:.2f} s | "
-                    f"{res.evaluations} | {rec.verdict.name} | {peak:.0f} MB |")
-        print(f"{name} {size}: certificate {cert_s:.2f}s, obligation {full:.2f}s, {rec.verdict.name}", file=sys.stderr)
+    for name in args.cases.split(","):
+        theorem, V, N, target_s, target_gb = CASES[name]
+        new = measure(sys.executable, name, args.timeout)
+        base = measure(args.baseline_python, name, args.timeout) if args.baseline_python else {"failed": "not run"}
+        size = f"V={V}" + (f", N={N}" if N else "")
+        target = f"{target_s:.0f} s" + (f", {target_gb:.0f} GB" if target_gb else "")
+        n_t, n_m, n_v = _cell(new)
+        b_t, b_m, b_v = _cell(base)
+        build = f"{new['build']:.1f} s" if "build" in new else "-"
+        rows.append(f"| {theorem} | {size} | {target} | {b_t} | {b_m} | {n_t} | {n_m} | {n_v} | {build} |")
+        print(f"{name}: baseline {base}; this tree {new}", file=sys.stderr)
     print("\n".join([
-        "## Certificates: every input, float64 execution", "", describe_machine(), "",
-        "| theorem | size | target | certificate | decode obligation (with cross-checks) | build weights | "
-        "block evaluations | verdict | peak RSS so far |",
+        "## Certificates at LLaMA scale: every input, float64 execution, baseline and this tree in the same run",
+        "", describe_machine(), "",
+        "| theorem | size | target | baseline certificate | baseline peak RSS | certificate | peak RSS | verdict | "
+        "build weights |",
         "|---|---|---|---|---|---|---|---|---|",
         *rows, "",
-        "Command: `python benchmarks/bench_certificate.py`. The certificate column is the interval proof alone "
-        "(stage 1: attention and first-layer forms; stage 2: blocks of values through the MLP and the decoder). "
-        "The obligation adds the arb cross-check on 8 boxes (skipped above the pure-Python size limit of "
-        "positions x width^2 = 400,000, i.e. for the two V=32000 rows) and a numeric run on concrete inputs from "
-        "the same 8 boxes. All four targets are met.", "",
+        f"Command: `python benchmarks/bench_certificate.py --baseline-python <main's python>`; every case in a fresh "
+        f"process under `prlimit --as={MEMORY_CAP}` and a {args.timeout:.0f} s timeout. The certificate column is "
+        "the interval proof alone (stage 1: attention and first-layer forms; stage 2: blocks of values through "
+        "the MLP and the decoder); peak RSS is the whole process's, building the weights included.", "",
     ]))
 
 

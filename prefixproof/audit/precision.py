@@ -56,6 +56,13 @@ class Frontier:
         first = self.below_all_probed and self.scan.get("every_input_below") and self.scan.get("linear")
         return "first" if first else "smallest found"
 
+    @property
+    def ratio(self) -> float | None:
+        """largest certified / first counterexample: how close the certified frontier is to the real failure."""
+        if self.largest_ok is None or self.first_falsified is None:
+            return None
+        return round(self.largest_ok / self.first_falsified, 3)
+
     def to_json(self) -> dict[str, Any]:
         rec = self.fail_record
         return {
@@ -65,6 +72,7 @@ class Frontier:
             "verdict_there": None if rec is None else rec.verdict_text,
             "counterexample": None if rec is None else rec.counterexample,
             "first_falsified": self.first_falsified,
+            "certified_to_first_counterexample": self.ratio,
             "first_falsified_is": None if self.first_falsified is None else self.falsified_label,
             "counterexample_scan": self.scan,
             "falsified_counterexample": None if self.falsified_record is None else self.falsified_record.counterexample,
@@ -149,7 +157,9 @@ def frontier(theorem_id: str, dtype: str, axis: str, fixed: dict[str, int], cap:
             for n in gaps:
                 rec = _probe(out, theorem_id, dtype, axis, fixed, n, False, say)
                 if rec.verdict is not Verdict.CERTIFIED:
-                    out.first_fail, out.fail_record = n, rec
+                    # the frontier is the largest size with every size up to it certified (a larger size
+                    # certified by the doubling probes stays in `probes`: certification is not monotone)
+                    out.first_fail, out.fail_record, out.largest_ok = n, rec, n - 1 if n > start else None
                     break
             out.below_all_probed = True
         search = lambda n: _probe(out, theorem_id, dtype, axis, fixed, n, True, say)
@@ -177,7 +187,7 @@ def render(theorem_id: str, report: dict[str, list[Frontier]]) -> str:
     lines = [f"Precision report for {theorem_id}: weights, encodings, activations and accumulations rounded to the "
              "format (docs/certificates.md)", ""]
     head = ("format", "axis", "fixed", "largest certified", "first not certified", "first counterexample",
-            "scanned", "verdict at first not certified")
+            "certified / first cx", "scanned", "verdict at first not certified")
     rows = []
     for dtype, frontiers in report.items():
         for f in frontiers:
@@ -188,6 +198,7 @@ def render(theorem_id: str, report: dict[str, list[Frontier]]) -> str:
             rows.append((dtype, f.axis, fixed, largest, "-" if f.first_fail is None else str(f.first_fail),
                          "-" if f.first_falsified is None else
                          (str(f.first_falsified) if f.falsified_label == "first" else f"{f.first_falsified} (smallest found)"),
+                         "-" if f.ratio is None else f"{f.ratio:.0%}",
                          _scanned(f.scan),
                          "-" if f.fail_record is None else f.fail_record.verdict_text))
     lines += render_table(head, rows).split("\n")

@@ -7,7 +7,7 @@ the nearest-grid decoder logit_j(x) = (2j/V) x - (j/V)^2 and e = x - y/V with
     min_{j != y} (logit_y - logit_j) = (1/V) * min(1/V + 2e [if y >= 1], 1/V - 2e [if y <= V-2]).
 
 A model's actual last layer (w_j, c_j) is compared with the grid exactly (in
-rationals): with rho_w = max |w_j - 2j/V| and rho_c = max |c_j + (j/V)^2| every
+rationals, or bounded above a few ulp from it): with rho_w = max |w_j - 2j/V| and rho_c = max |c_j + (j/V)^2| every
 logit difference moves by at most 2 (rho_w |x| + rho_c). Decoders far from the
 grid, or with a hidden width above 1, are handled by comparing all logit
 differences directly (`brute_margins`).
@@ -15,7 +15,6 @@ differences directly (`brute_margins`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 
@@ -45,10 +44,12 @@ def grid_fit(W: np.ndarray, b: np.ndarray) -> GridFit | None:
     if W.ndim != 2 or W.shape[1] != 1:
         return None
     V = W.shape[0]
-    rho_w = max(abs(Fraction(float(W[j, 0])) - Fraction(2 * j, V)) for j in range(V))
-    rho_c = max(abs(Fraction(float(b[j])) + Fraction(j * j, V * V)) for j in range(V))
-    return GridFit(V, float(I.up(float(rho_w))), float(I.up(float(rho_c))),
-                   float(np.abs(W).max()), float(np.abs(b).max()))
+    j = np.arange(V, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    # upper bounds of the exact distances (interval.ratio_distance: a few ulp above the rational value)
+    rho_w = float(I.ratio_distance(W[:, 0], 2 * j, np.full(V, float(V))).max())
+    rho_c = float(I.ratio_distance(-b, j * j, np.full(V, float(V) * V)).max())
+    return GridFit(V, rho_w, rho_c, float(np.abs(W).max()), float(np.abs(b).max()))
 
 
 def grid_margins(e: Iv, ya: np.ndarray, yb: np.ndarray, V: int) -> np.ndarray:

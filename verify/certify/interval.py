@@ -56,12 +56,32 @@ def gamma(n: int, u: float = U) -> float:
     return float(np.nextafter(n * u / (1 - n * u), np.inf)) * (1 + 4 * U)
 
 
+def _step(x: Any, sign: float) -> Any:
+    """x moved outward by at least one ulp: x + sign (2^-52 |x| + ETA), evaluated in round-to-nearest.
+
+    For finite x the step is at least ulp(x) (2^-52 |x| >= ulp(x) for normal x, ETA = ulp in the subnormal
+    range), so the exact sum lies beyond the neighbouring float and rounding to nearest, being monotone,
+    cannot come back past it. About 3x faster than np.nextafter on large arrays; non-finite entries take
+    np.nextafter.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    a = np.abs(x)
+    a *= 2.0**-52
+    a += ETA
+    with np.errstate(invalid="ignore", over="ignore"):
+        out = x + a if sign > 0 else x - a
+    bad = ~np.isfinite(out)
+    if bad.any():
+        out = np.where(bad, np.nextafter(x, sign * np.inf), out)
+    return out[()] if out.ndim == 0 else out
+
+
 def down(x: Any) -> np.ndarray:
-    return np.nextafter(x, -np.inf)
+    return _step(x, -1.0)
 
 
 def up(x: Any) -> np.ndarray:
-    return np.nextafter(x, np.inf)
+    return _step(x, 1.0)
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,7 @@ class Exec:
     eta: float  # absolute error from underflow, per operation
     exp_ulps: float = 8.0  # executed exp's relative error bound, in units of u (exp_check.EXP_BOUND_U)
     max_value: float = float("inf")  # largest finite value (overflow limit)
+    fmt: str | None = None  # the format's name (verify/semantics/formats.py) when the execution is one format's
 
     @property
     def exact(self) -> bool:
@@ -97,10 +118,24 @@ def exec_for(dtype_name: str) -> Exec:
 
     fmt = format_of(dtype_name)
     check_exp(dtype_name)
-    return Exec(f"{dtype_name} execution", fmt.u, fmt.eta, fmt.exp_bound_u, fmt.largest)
+    return Exec(f"{dtype_name} execution", fmt.u, fmt.eta, fmt.exp_bound_u, fmt.largest, dtype_name)
 
 
 # ------------------------------------------------------------------ construction
+
+def ratio_distance(x: Any, num: Any, den: Any) -> np.ndarray:
+    """Upper bound of |x - num/den| (elementwise) for floats x and integers 0 <= |num|, den < 2^53.
+
+    q = fl(num/den) is the correctly rounded quotient, |q - num/den| <= u |num/den| <= u |q| / (1 - u); and
+    |x - q| <= |fl(x - q)| / (1 - u). Replaces an exact rational comparison at a cost of a few ulp of slack.
+    """
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    if np.any(np.abs(num) >= 2.0**53) or np.any(den >= 2.0**53) or np.any(den <= 0):
+        raise ValueError("ratio_distance needs integers below 2^53 and a positive denominator")
+    q = num / den
+    x = np.asarray(x, dtype=np.float64)
+    return up(up(np.abs(x - q) * (1 + 2 * U)) + up(U * np.abs(q) * (1 + 2 * U)))
+
 
 def as_dense(W: Any) -> np.ndarray:
     """A weight (dense array, CSR matrix) as a dense float64 array."""
@@ -166,7 +201,8 @@ def mid_rad(a: Iv) -> tuple[np.ndarray, np.ndarray]:
     c = 0.5 * (a[0] + a[1])
     c = np.where(np.isfinite(c), c, 0.0)
     r = up(np.maximum(up(a[1] - c), up(c - a[0])))
-    return c, r
+    point = a[0] == a[1]  # a point is its own midpoint, radius exactly 0
+    return np.where(point, a[0], c), np.where(point, 0.0, r)
 
 
 # ------------------------------------------------------------------ products
@@ -219,20 +255,88 @@ def linear(x: Iv, W: Any, ex: Exec = REAL, W_rad: Any = None) -> Iv:
     W is exact (its float values) unless `W_rad` gives a radius matrix, in
     which case every entry ranges over [W - W_rad, W + W_rad].
     """
+    if x[0].ndim == 2 and x[0].size >= SPARSE_MIN:
+        live = (x[0] != 0) | (x[1] != 0)
+        if live.mean() < SPARSE_DENSITY:
+            return _sparse_linear(x, live, W, ex, W_rad)
     c, r = mid_rad(x)
     absW = _abs(W)
     spread = _right(r, absW)
     if W_rad is not None:
         spread = spread + _right(np.abs(c) + r, W_rad)
-    return _enclose_products(_right(c, W), _right(np.abs(c), absW), spread, max(_row_len(W), 1), ex)
+    out = _enclose_products(_right(c, W), _right(np.abs(c), absW), spread, max(_row_len(W), 1), ex)
+    # An output all of whose terms have a factor exactly 0 (an input entry [0, 0], or a weight 0 with no
+    # radius) is exactly 0 in every arithmetic: no underflow or rounding term, so sparse results stay sparse.
+    live_x = ((c != 0) | (r != 0)).astype(np.float64)
+    live_W = _pattern(W) if W_rad is None else _pattern(absW + _abs(W_rad))
+    zero = _right(live_x, live_W) == 0
+    return np.where(zero, 0.0, out[0]), np.where(zero, 0.0, out[1])
+
+
+SPARSE_MIN = 1_000_000  # entries of a row block from which mostly-zero inputs go through scipy.sparse
+
+
+def _sparse_linear(x: Iv, live: np.ndarray, W: Any, ex: Exec, W_rad: Any) -> Iv:
+    """`linear` for a mostly-zero 2-D input: the same enclosure, the products formed by scipy.sparse over the
+    live entries only (an entry [0, 0] contributes nothing)."""
+    i, j = np.nonzero(live)
+    c, r = mid_rad((x[0][i, j], x[1][i, j]))
+    shape = x[0].shape
+    C = sp.csr_array((c, (i, j)), shape=shape)
+    Rr = sp.csr_array((r, (i, j)), shape=shape)
+    L = sp.csr_array((np.ones(len(i)), (i, j)), shape=shape)
+    AC = abs(C)
+
+    def right(M: Any, Wm: Any) -> np.ndarray:  # M @ Wm.T as a dense array
+        out = M @ (Wm.T if sp.issparse(Wm) else np.asarray(Wm).T)
+        return out.toarray() if sp.issparse(out) else np.asarray(out)
+
+    absW = _abs(W)
+    spread = right(Rr, absW)
+    if W_rad is not None:
+        spread = spread + right(AC + Rr, W_rad)
+    out = _enclose_products(right(C, W), right(AC, absW), spread, max(_row_len(W), 1), ex)
+    live_W = _pattern(W) if W_rad is None else _pattern(absW + _abs(W_rad))
+    zero = right(L, live_W) == 0
+    return np.where(zero, 0.0, out[0]), np.where(zero, 0.0, out[1])
+
+
+def _pattern(W: Any) -> Any:
+    """1 where W has a non-zero entry, else 0 (same sparsity)."""
+    if sp.issparse(W):
+        P = sp.csr_array(W, copy=True)
+        P.data = (P.data != 0).astype(np.float64)
+        return P
+    return (np.asarray(W) != 0).astype(np.float64)
 
 
 def matmul(A: Iv, B: Iv, ex: Exec = REAL) -> Iv:
     """Enclosure of A @ B for interval (dense) arrays, batched over leading axes."""
     ac, ar = mid_rad(A)
     bc, br = mid_rad(B)
+    if ac.ndim == 2 and bc.ndim == 2 and ac.size and bc.size:
+        live_a, live_b = (ac != 0) | (ar != 0), (bc != 0) | (br != 0)
+        if live_a.mean() < SPARSE_DENSITY and live_b.mean() < SPARSE_DENSITY:
+            return _sparse_matmul(ac, ar, bc, br, live_a, ex)
     aac, abc = np.abs(ac), np.abs(bc)
     return _enclose_products(ac @ bc, aac @ abc, aac @ br + ar @ (abc + br), max(A[0].shape[-1], 1), ex)
+
+
+SPARSE_DENSITY = 0.05  # matrix products whose factors have fewer live entries than this go through scipy.sparse
+
+
+def _sparse_matmul(ac, ar, bc, br, live_a, ex: Exec) -> Iv:
+    """matmul for mostly-zero 2-D factors: the same midpoint-radius enclosure, with the products formed by
+    scipy.sparse (exact zeros contribute nothing) and n the most live entries in a row of A (an upper bound of
+    the non-zero terms of every dot product)."""
+    S = sp.csr_array
+    sac, sar, sbc, sbr = S(ac), S(ar), S(bc), S(br)
+    aac, abc = abs(sac), abs(sbc)
+    centre = (sac @ sbc).toarray()
+    size = (aac @ abc).toarray()
+    spread = (aac @ sbr + sar @ (abc + sbr)).toarray()
+    n = max(int(live_a.sum(axis=1).max()), 1)
+    return _enclose_products(centre, size, spread, n, ex)
 
 
 def dot_rows(a: Iv, b: Iv, ex: Exec = REAL) -> Iv:
@@ -376,10 +480,11 @@ def chain_product(mats: list[Any]) -> tuple[Any, Any]:
         absprod = absprod @ _abs(M)
     g = gamma(max(n, 1))
     radius = absprod * (g * (1 + 4 * g) ** 2)
-    if sp.issparse(radius):
+    if sp.issparse(radius):  # an entry whose |product| is exactly 0 has no term, hence no error
         radius = sp.csr_array(radius)
+        radius.eliminate_zeros()
         radius.data = up(radius.data)
         centre = sp.csr_array(centre)
     else:
-        radius = up(radius)
+        radius = np.where(absprod == 0, 0.0, up(radius))
     return centre, radius

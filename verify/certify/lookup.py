@@ -41,5 +41,5 @@ def box_bounds(model: Model, claim: LookupRows, ex: Exec, boxes: list[tuple[int,
     ev = BlockEvaluator(model, claim, first, ex)
     r = np.array([b[0] for b in boxes], dtype=np.int64)
     y = np.array([b[1] for b in boxes], dtype=np.int64)
-    m = ev.evaluate(r, y, y)
+    m = ev.refine(ev.evaluate(r, y, y), r, y, y, float("inf"))
     return {box: float(v) for box, v in zip(boxes, m)}

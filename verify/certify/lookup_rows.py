@@ -21,7 +21,6 @@ per row (the user's input).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 
@@ -75,7 +74,7 @@ class LookupRows:
 def encoded_values(V: int, dtype: str | None) -> tuple[np.ndarray, np.ndarray, bool]:
     """Enclosures of the value token y gets: exact y/V (dtype None) or its rounding to `dtype`."""
     if dtype is None:
-        exact = np.array([float(Fraction(y, V)) for y in range(V)])
+        exact = np.arange(V, dtype=np.float64) / V  # y/V correctly rounded (IEEE division of exact integers)
         return down(exact), up(exact), True
     from prefixproof.verify.semantics.formats import round_to
 

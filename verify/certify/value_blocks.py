@@ -13,7 +13,6 @@ exactly what V separate enclosures would, with far fewer evaluations.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import Callable
 
 import numpy as np
@@ -25,9 +24,13 @@ from prefixproof.verify.certify.lookup_rows import LookupRows
 from prefixproof.verify.certify.decoder import GridFit, brute_margins, grid_fit, grid_margins, singleton_margins
 from prefixproof.verify.certify.interval import Exec, Iv
 from prefixproof.verify.certify.interval import as_dense as iv_as_dense
+from prefixproof.verify.certify.interval_ops import EnclosureUnsupported
+from prefixproof.verify.certify.per_box import box_margins, box_terms, supported
 
 BLOCK_BUDGET = 20_000_000  # block evaluations before the certificate gives up (UNKNOWN)
 BRUTE_BUDGET = 50_000_000  # (box x vocabulary) logit differences for non-grid decoders
+REFINE_BOXES = 4096  # single boxes per certificate re-evaluated with per-operation rounding (per_box.py)
+REFINE_TERMS = 25_000_000  # and products formed by those re-evaluations (per_box.box_terms per box; ~30 s)
 
 
 @dataclass
@@ -57,8 +60,8 @@ def _encoding_slack(claim: LookupRows) -> float:
     if claim.tau_exact:
         return 0.0
     V = claim.V
-    worst = max(abs(Fraction(float(claim.tau_lo[y])) - Fraction(y, V)) for y in range(V))
-    return float(I.up(float(worst)))
+    y = np.arange(V, dtype=np.float64)
+    return float(I.ratio_distance(claim.tau_lo, y, np.full(V, float(V))).max())
 
 
 def _linear_rows(W: np.ndarray, x: Iv, bias: np.ndarray | None) -> Iv:
@@ -98,6 +101,10 @@ class BlockEvaluator:
         self.fit = grid_fit(self.W_fin, self.b_fin) if self.W_fin.shape[1] == 1 else None
         self.decoder = "grid lemma" if self.fit is not None else "all logit differences"
         self.claim, self.ex, self.V, self.R = claim, ex, V, R
+        self.model = model
+        self.refinable = supported(model, ex) is None
+        self.refined = 0
+        self.refine_cap = min(REFINE_BOXES, REFINE_TERMS // box_terms(model, claim)) if self.refinable else 0
         self.slack_tau = _encoding_slack(claim)
 
         # Pairs that can be positive somewhere in the full range of t, grouped by row.
@@ -124,6 +131,25 @@ class BlockEvaluator:
         return _evaluate(br, ya, yb, self.claim, self.C, self.B, self.W2rows, self.middle, self.W_fin,
                          self.b_fin, self.fit, self.ex, self.slack_tau, self.R, self.V)
 
+    def refine(self, margin: np.ndarray, br: np.ndarray, ya: np.ndarray, yb: np.ndarray,
+               threshold: float) -> np.ndarray:
+        """Single boxes at or below `threshold` re-evaluated with one monotone rounding per operation of the
+        format (per_box.py), within REFINE_BOXES per certificate. Both are lower bounds: the larger is kept."""
+        todo = np.flatnonzero((ya == yb) & ~(margin > threshold))
+        if not self.refinable or not todo.size:
+            return margin
+        if todo.size > self.refine_cap - self.refined:  # some box would stay failing: the certificate fails anyway
+            self.refined = self.refine_cap
+            return margin
+        self.refined += len(todo)
+        try:
+            better = box_margins(self.model, self.claim, self.ex, br[todo], ya[todo])
+        except EnclosureUnsupported:
+            return margin
+        out = margin.copy()
+        out[todo] = np.maximum(out[todo], better)
+        return out
+
 
 def certify_blocks(model: Model, claim: LookupRows, first: FirstLayer, ex: Exec, *,
                    min_margin: float = 0.0, progress: Callable[[int, int], None] | None = None) -> CertResult:
@@ -141,7 +167,7 @@ def certify_blocks(model: Model, claim: LookupRows, first: FirstLayer, ex: Exec,
         result.evaluations += len(blk_r)
         if result.evaluations > BLOCK_BUDGET:
             raise Unsupported(f"block budget exceeded ({BLOCK_BUDGET} evaluations)")
-        margin = ev.evaluate(blk_r, blk_a, blk_b)
+        margin = ev.refine(ev.evaluate(blk_r, blk_a, blk_b), blk_r, blk_a, blk_b, threshold)
         good = margin > threshold
         if good.any():
             result.min_margin = min(result.min_margin, float(margin[good].min()))
