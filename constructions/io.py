@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from prefixproof.constructions import hf_config
 from prefixproof.constructions.basis import ExactArray, Space
 from prefixproof.constructions.model import Dense, Head, Layer, LayerNorm, Model, ModelError, Vocab, materialize
 
@@ -157,6 +158,7 @@ def save_model(model: Model, directory: str | Path, prompt: np.ndarray | None = 
         "spaces": spaces,
         "tensors": table,
         "weights_sha256": sha,
+        **hf_config.hf_fields(model),  # what transformers.AutoConfig reads (docs/huggingface.md)
     }
     save_file(tensors, str(out / WEIGHTS), metadata={"format": FORMAT})
     if prompt is not None:
@@ -293,6 +295,9 @@ def load_model(directory: str | Path, check_sha: bool = True) -> Model:
         raise FormatError(f"{WEIGHTS} has tensors that {CONFIG} does not describe: {sorted(tensors)[:3]}")
     if model.n_ctx != config.get("n_ctx"):
         raise FormatError(f"{CONFIG} says n_ctx={config.get('n_ctx')} but the positional table has {model.n_ctx} rows")
+    hf_problem = hf_config.check(config, model)
+    if hf_problem:
+        raise FormatError(hf_problem)
     if check_sha:
         recorded = config.get("weights_sha256")
         actual = weights_sha256(model)

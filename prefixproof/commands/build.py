@@ -16,6 +16,7 @@ from prefixproof.constructions.conditional import Conditional
 from prefixproof.constructions.io import exact_prompt, save_model
 from prefixproof.constructions.model import Model, materialize
 from prefixproof.constructions.packing import Packing
+from prefixproof.constructions.peft_adapter import write_peft_adapter
 from prefixproof.constructions.theorem1 import Theorem1
 from prefixproof.constructions.theorem2 import Theorem2
 from prefixproof.usage import UsageError, check_writable, default_alphabet
@@ -74,6 +75,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     else:
         model, soft, info, what, margin = _table(args)
     sha = save_model(model, args.out, soft, info)
+    write_peft_adapter(args.out, soft, len(model.layers), max(len(layer.heads) for layer in model.layers))
     print(f"wrote {args.out}: {what}; generation reproduces it (min margin {margin:.3g}); weights sha256 {sha[:16]}")
     return 0
 
