@@ -21,6 +21,8 @@ import ml_dtypes
 import numpy as np
 from safetensors.numpy import save_file
 
+from prefixproof.constructions.io import FormatError
+
 ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 TENSOR = "prompt_embeddings"
 PEFT_VERSION = "0.21.2"
@@ -31,8 +33,8 @@ NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16
 MAX_HEADER = 1 << 20
 
 
-class AdapterError(ValueError):
-    """An adapter that cannot be used as it is (one line: what is wrong and how to fix it)."""
+class AdapterError(FormatError):
+    """An adapter that cannot be used as it is (one line: what is wrong and how to fix it; the CLI's exit 2)."""
 
 
 def adapter_config(num_virtual_tokens: int, token_dim: int, num_layers: int, num_attention_heads: int,
@@ -97,7 +99,7 @@ def _read_tensor(path: Path) -> tuple[np.ndarray, str]:
         hint = f" ({others[0]} is not read: only safetensors, never pickle)" if others else ""
         raise AdapterError(f"{path} is missing{hint}; save the adapter with safe_serialization (PEFT's default)")
     raw = path.read_bytes()
-    what = f"{path} is not a readable safetensors file (truncated, corrupt or a pickle?)"
+    what = f"{path} is not a readable safetensors file (truncated or corrupt; a pickle is never unpickled)"
     if len(raw) < 8:
         raise AdapterError(what)
     (n,) = struct.unpack("<Q", raw[:8])
