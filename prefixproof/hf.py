@@ -133,13 +133,14 @@ class PrefixproofForCausalLM(PreTrainedModel, GenerationMixin):
         model.config.name_or_path = str(d)
         return model.eval()
 
-    def prepare_inputs_for_generation(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def prepare_inputs_for_generation(self, input_ids: Any, *args: Any, inputs_embeds: Any = None,
+                                      **kwargs: Any) -> dict[str, Any]:
         """transformers' own preparation without position_ids, plus the cache under its pre-5.0 name `past_key_values` as well.
 
         peft 0.21.2's prompt tuning looks for `past_key_values` to tell the prefill step from later steps;
         transformers 5 calls it `cache`, so without the alias PEFT re-injects the virtual tokens before every new
         token (measured on a stock GPT-2 too: docs/huggingface.md). Our forward takes either name."""
-        inputs = super().prepare_inputs_for_generation(*args, **kwargs)
+        inputs = super().prepare_inputs_for_generation(input_ids, *args, inputs_embeds=inputs_embeds, **kwargs)
         # positions come from the cache (absolute, virtual tokens included); transformers' own position_ids count
         # input_ids only and PEFT drops them with a warning
         inputs.pop("position_ids", None)
