@@ -30,7 +30,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, DynamicCache, Genera
 from transformers.modeling_outputs import CausalLMOutputWithPast  # noqa: E402
 
 from prefixproof.constructions.hf_config import ARCHITECTURE, MODEL_TYPE  # noqa: E402
-from prefixproof.constructions.io import CONFIG, WEIGHTS, FormatError, load_model  # noqa: E402
+from prefixproof.constructions.io import CONFIG, WEIGHTS, FormatError, load_model, space_from_json  # noqa: E402
 from prefixproof.verify.crosscheck.torch_model import DTYPES, TorchModel  # noqa: E402
 
 # keyword arguments of from_pretrained that only concern downloading (nothing is downloaded: ignored)
@@ -88,6 +88,42 @@ class PrefixproofForCausalLM(PreTrainedModel, GenerationMixin):
 
     def _init_weights(self, module: Any) -> None:
         """The weights come from the directory; nothing is initialised at random."""
+
+    def axes(self, name: str) -> tuple[list[str], list[str]]:
+        """The labels of the rows and of the columns of parameter `name` (docs/huggingface.md), e.g.
+        axes("model.layers.0.mlp_W0") -> (["select:0", ...], ["fetched:0", ..., "here:0", ...]).
+        Rows of W_Q, W_K, W_V and columns of W_O are a head's own query/key/value dimensions, labelled with the
+        head's name: "fetch.q:0", "fetch.k:0", "fetch.v:0"."""
+        spaces = self.config.spaces
+
+        def labels(key: str) -> list[str]:
+            return list(space_from_json(key, spaces[key]).labels)
+
+        vocab = [f"token:{t}" for t in range(self.config.vocab_size)]
+        parts = name.removeprefix("model.").split(".")
+        if parts[0] in ("embed", "pos") and parts[1:] == ["weight"]:
+            rows = vocab if parts[0] == "embed" else [f"position:{p}" for p in range(self.config.max_position_embeddings)]
+            return rows, labels("stream")
+        if parts[0] == "unembed":
+            return vocab, labels(f"layers.{len(self.config.layers) - 1}.out")
+        if parts[0] != "layers" or len(parts) < 3:
+            raise KeyError(f"{name!r} is not a parameter of this model; see dict(model.named_parameters())")
+        l = int(parts[1])
+        inp = labels("stream") if l == 0 else labels(f"layers.{l - 1}.out")
+        if parts[2] == "heads":
+            h, which = int(parts[3]), parts[4]
+            head = self.config.layers[l]["heads"][h].get("name", f"h{h}")
+            kind = "v" if which == "W_O" else which[-1].lower()
+            own = [f"{head}.{kind}:{i}" for i in range(self.get_parameter(name).shape[1 if which == "W_O" else 0])]
+            return (labels(f"layers.{l}.attn_out"), own) if which == "W_O" else (own, inp)
+        n = int(self.config.layers[l]["mlp_layers"])
+        if parts[2] in ("ln_gamma", "ln_beta"):
+            return inp, []
+        k = int(parts[2][len("mlp_W"):])
+        out = labels(f"layers.{l}.out") if k == n - 1 else labels(f"layers.{l}.hidden.{k}")
+        if parts[2].startswith("mlp_b"):
+            return out, []
+        return out, labels(f"layers.{l}.attn_out") if k == 0 else labels(f"layers.{l}.hidden.{k - 1}")
 
     def get_input_embeddings(self) -> Any:
         return self.model.embed

@@ -145,3 +145,16 @@ def test_from_pretrained_refuses_a_directory_prefixproof_refuses(built, tmp_path
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(FormatError, match="vocab_size"):
         AutoModelForCausalLM.from_pretrained(d)
+
+
+def test_every_parameter_has_labelled_axes(built):
+    model = AutoModelForCausalLM.from_pretrained(built / "theorem1")
+    for name, p in model.named_parameters():
+        rows, cols = model.axes(name)
+        assert (len(rows), len(cols)) == (p.shape[0], p.shape[1] if p.ndim == 2 else 0), name
+    assert model.axes("model.layers.0.heads.0.W_O")[1][0] == "fetch.v:0"
+    rows, cols = model.axes("model.layers.0.mlp_W0")
+    # select:k reads fetched:k and here:k (constructions/lookup.py): the weights say so under these labels
+    W = model.get_parameter("model.layers.0.mlp_W0").detach().numpy()
+    assert W[rows.index("select:2"), cols.index("fetched:2")] == 1 and W[rows.index("select:2"), cols.index("here:2")] == 1
+    assert W[rows.index("select:2"), cols.index("fetched:3")] == 0

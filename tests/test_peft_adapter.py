@@ -127,3 +127,33 @@ def test_a_corrupt_adapter_is_exit_2_with_one_line(built, tmp_path, capsys, how,
     code, out, err = run(capsys, "verify", "--weights", d, "--claim", "theorem2")
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and says in err and "Traceback" not in err
+
+
+def test_the_core_imports_without_torch_and_prefixproof_hf_names_the_extra(tmp_path):
+    """With torch, transformers and peft unimportable: `import prefixproof`, `--help`, build (with the adapter)
+    and verify --weights on base + adapter all work; `import prefixproof.hf` is a one-line MissingExtra."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+for m in ("torch", "transformers", "peft"):
+    sys.modules[m] = None
+import prefixproof
+from prefixproof.cli import main
+try:
+    main(["--help"])
+except SystemExit as e:
+    assert e.code == 0
+assert main(["build", "theorem2", "--map", "random:1", "--vocab", "3", "--out", {str(tmp_path / 'd')!r}]) == 0
+assert main(["verify", "--weights", {str(tmp_path / 'd')!r}, "--claim", "theorem2"]) == 0
+try:
+    import prefixproof.hf
+except Exception as e:
+    print("MISSING", type(e).__name__, e)
+assert not any(sys.modules.get(m) for m in ("torch", "transformers", "peft"))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "adapter-prompt" in out.stdout
+    assert "MISSING MissingExtra" in out.stdout and ".[torch]" in out.stdout
