@@ -158,3 +158,31 @@ def test_every_parameter_has_labelled_axes(built):
     W = model.get_parameter("model.layers.0.mlp_W0").detach().numpy()
     assert W[rows.index("select:2"), cols.index("fetched:2")] == 1 and W[rows.index("select:2"), cols.index("here:2")] == 1
     assert W[rows.index("select:2"), cols.index("fetched:3")] == 0
+
+
+def test_verify_predicts_what_peft_gets_wrong_with_its_float32_prompt(tmp_path, capsys):
+    """The packing puts 16 base-4 digits (32 bits) in one coordinate: right in float64, not in PEFT's default
+    float32 prompt encoder. `verify` must say so (UNKNOWN, not CHECKED) with the count PEFT really gets wrong."""
+    from clirun import run
+
+    d = tmp_path / "pk"
+    assert main(["build", "multi_token_packing", "--map", "random:7", "--vocab", "4", "--inputs", "3",
+                 "--out", str(d)]) == 0
+    code, _, _ = run(capsys, "verify", "--weights", d, "--claim", "multi_token_packing", "--json", tmp_path / "r.json")
+    (c,) = json.loads((tmp_path / "r.json").read_text())["claims"]
+    a = {o["obligation"]: o for o in c["obligations"]}["adapter-prompt"]
+    assert code == 0 and a["verdict"] == "UNKNOWN" and "as PEFT holds it (float32)" in a["reason"]
+    predicted = a["details"]["peft_float32"]["wrong_inputs"]
+    inputs, answers = _inputs_and_answers(d)
+    wrong = {}
+    for dtype in (torch.float32, torch.float64):
+        base = AutoModelForCausalLM.from_pretrained(d)
+        old = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)  # the dtype PEFT creates its prompt encoder in
+        try:
+            model = peft.PeftModel.from_pretrained(base, d)
+        finally:
+            torch.set_default_dtype(old)
+        out = model.generate(input_ids=torch.from_numpy(inputs), max_new_tokens=1, do_sample=False)[:, -1:]
+        wrong[dtype] = int((out.numpy() != answers).any(axis=1).sum())
+    assert wrong[torch.float32] == predicted > 0 and wrong[torch.float64] == 0
