@@ -169,6 +169,11 @@ class PrefixproofForCausalLM(PreTrainedModel, GenerationMixin):
         model.config.name_or_path = str(d)
         return model.eval()
 
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """transformers 5's deprecated alias, which peft 0.21.2 still reads: answered without the FutureWarning."""
+        return self.is_activation_checkpointing
+
     def prepare_inputs_for_generation(self, input_ids: Any, *args: Any, inputs_embeds: Any = None,
                                       **kwargs: Any) -> dict[str, Any]:
         """transformers' own preparation without position_ids, plus the cache under its pre-5.0 name `past_key_values` as well.
