@@ -29,7 +29,7 @@ from transformers import (AutoConfig, AutoModelForCausalLM, DynamicCache, Genera
                           PreTrainedConfig, PreTrainedModel)
 from transformers.modeling_outputs import CausalLMOutputWithPast  # noqa: E402
 
-from prefixproof.constructions.hf_config import ARCHITECTURE, MODEL_TYPE  # noqa: E402
+from prefixproof.constructions.hf_config import MODEL_TYPE  # noqa: E402
 from prefixproof.constructions.io import CONFIG, WEIGHTS, FormatError, load_model, space_from_json  # noqa: E402
 from prefixproof.verify.crosscheck.torch_model import DTYPES, TorchModel  # noqa: E402
 
@@ -231,6 +231,5 @@ class PrefixproofForCausalLM(PreTrainedModel, GenerationMixin):
 
 AutoConfig.register(MODEL_TYPE, PrefixproofConfig, exist_ok=True)
 AutoModelForCausalLM.register(PrefixproofConfig, PrefixproofForCausalLM, exist_ok=True)
-assert PrefixproofForCausalLM.__name__ == ARCHITECTURE
 
 __all__ = ["PrefixproofConfig", "PrefixproofForCausalLM", "FormatError"]

@@ -61,6 +61,7 @@ def test_auto_class_generates_the_target_with_its_cache(built, dtype):
     assert type(AutoConfig.from_pretrained(d)).__name__ == "PrefixproofConfig"
     model = AutoModelForCausalLM.from_pretrained(d, dtype=DTYPES[dtype])
     assert type(model).__name__ == "PrefixproofForCausalLM" and model.dtype == DTYPES[dtype]
+    assert json.loads((d / "config.json").read_text())["architectures"] == [type(model).__name__]
     names = dict(model.named_parameters())
     assert {"model.embed.weight", "model.pos.weight", "model.layers.0.heads.0.W_Q", "model.layers.0.mlp_W2"} <= set(names)
     assert all(isinstance(p, torch.nn.Parameter) for p in names.values()) and not list(model.buffers())
