@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from prefixproof.constructions import hf_config
 from prefixproof.constructions.basis import ExactArray, Space
 from prefixproof.constructions.config_check import (Checker, check_config, check_prompt_info, check_space_sizes,
                                                     check_values)
@@ -164,6 +165,7 @@ def save_model(model: Model, directory: str | Path, prompt: np.ndarray | None = 
         "spaces": spaces,
         "tensors": table,
         "weights_sha256": sha,
+        **hf_config.hf_fields(model),  # what transformers.AutoConfig reads (docs/huggingface.md)
     }
     prompt_tensors = None
     if prompt is not None:
@@ -321,6 +323,9 @@ def load_model(directory: str | Path, check_sha: bool = True) -> Model:
         raise FormatError(f"{WEIGHTS} has tensors that {CONFIG} does not describe: {sorted(tensors)[:3]}")
     if model.n_ctx != config["n_ctx"]:
         raise FormatError(f"{CONFIG} says n_ctx={config['n_ctx']} but the positional table has {model.n_ctx} rows")
+    hf_problem = hf_config.check(config, model)
+    if hf_problem:
+        raise FormatError(hf_problem)
     if check_sha:
         recorded = config["weights_sha256"]
         actual = weights_sha256(model)

@@ -19,6 +19,7 @@ from prefixproof.constructions.model import Model
 from prefixproof.theorems.obligations.base import Param, RunContext, Theorem
 from prefixproof.theorems.obligations.ladder import LookupSpec
 from prefixproof.theorems.obligations.encoding import LookupEncoding
+from prefixproof.theorems.obligations.adapter_prompt import adapter_prompt_obligation
 from prefixproof.theorems.obligations.stored_prompt import stored_prompt_obligation
 from prefixproof.theorems.obligations.lookup import QUICK_LIMIT, lookup_obligations, run_hardmax, run_leakage
 from prefixproof.verify.semantics.ops import NumpyOps
@@ -172,7 +173,7 @@ def _make(claim_id: str, title: str, claim: str, params: tuple[Param, ...], fixe
                   "margin > 0 at every step",
         params=params,
         obligations=lookup_obligations(claim_id, "m_r(u)/V", spec, hardmax, leakage, hardmax_quick)
-        + (stored_prompt_obligation(claim_id),),
+        + (stored_prompt_obligation(claim_id), adapter_prompt_obligation(claim_id),),
         payload_block="table",
     )
 

@@ -17,6 +17,7 @@ from prefixproof.theorems.obligations.base import Obligation, Param, RunContext,
 from prefixproof.theorems.conditional import ConditionalInputs
 from prefixproof.theorems.obligations.ladder import Certificate, Run, climb, numeric_only
 from prefixproof.theorems.obligations.encoding import LookupEncoding
+from prefixproof.theorems.obligations.adapter_prompt import adapter_prompt_obligation
 from prefixproof.theorems.obligations.stored_prompt import stored_prompt_obligation
 from prefixproof.theorems.obligations.lookup import lemma_record
 from prefixproof.verify.verdict import Record
@@ -130,7 +131,7 @@ THEOREM = Theorem(
         Obligation("decode", "every map and input decodes with a positive margin in the executed arithmetic",
                    ("certify", "numeric"), "prefixproof.verify.certify.packing.packing_certificate, then prefixproof.theorems.obligations.ladder.climb",
                    run_decode),
-        stored_prompt_obligation("multi_token_packing"),
+        stored_prompt_obligation("multi_token_packing"), adapter_prompt_obligation("multi_token_packing"),
     ),
     payload_block="pay",
 )

@@ -11,6 +11,7 @@ from prefixproof.constructions.theorem1 import Theorem1
 from prefixproof.theorems.obligations.base import Param, RunContext, Theorem
 from prefixproof.theorems.obligations.ladder import LookupSpec
 from prefixproof.theorems.obligations.encoding import LookupEncoding
+from prefixproof.theorems.obligations.adapter_prompt import adapter_prompt_obligation
 from prefixproof.theorems.obligations.stored_prompt import stored_prompt_obligation
 from prefixproof.theorems.obligations.lookup import lookup_obligations, run_hardmax, run_leakage
 from prefixproof.verify.semantics.ops import NumpyOps
@@ -138,6 +139,6 @@ THEOREM = Theorem(
         Param("N", "response length", 1, 20),
     ),
     obligations=lookup_obligations("theorem1", "Y_i/V", SPEC, run_hardmax_lookup, run_leakage_bound)
-    + (stored_prompt_obligation("theorem1"),),
+    + (stored_prompt_obligation("theorem1"), adapter_prompt_obligation("theorem1"),),
     payload_block="target",
 )

@@ -11,6 +11,7 @@ from prefixproof.constructions.theorem2 import Theorem2
 from prefixproof.theorems.obligations.base import Param, RunContext, Theorem
 from prefixproof.theorems.obligations.ladder import LookupSpec
 from prefixproof.theorems.obligations.encoding import LookupEncoding
+from prefixproof.theorems.obligations.adapter_prompt import adapter_prompt_obligation
 from prefixproof.theorems.obligations.stored_prompt import stored_prompt_obligation
 from prefixproof.theorems.obligations.lookup import lookup_obligations, run_hardmax, run_leakage
 from prefixproof.verify.semantics.ops import NumpyOps
@@ -156,6 +157,6 @@ THEOREM = Theorem(
     predicate="forall m in [V]^[V], u in [V]: argmax logits(model, [virtual(m/V), u])[1] == m(u), margin > 0",
     params=(Param("V", "vocabulary size", 2, 95),),
     obligations=lookup_obligations("theorem2", "m(u)/V", SPEC, run_hardmax_lookup, run_leakage_bound)
-    + (stored_prompt_obligation("theorem2"),),
+    + (stored_prompt_obligation("theorem2"), adapter_prompt_obligation("theorem2"),),
     payload_block="map",
 )

@@ -17,6 +17,7 @@ from prefixproof.constructions.conditional import Conditional
 from prefixproof.constructions.io import exact_prompt, save_model
 from prefixproof.constructions.model import Model, materialize
 from prefixproof.constructions.packing import Packing
+from prefixproof.constructions.peft_adapter import write_peft_adapter
 from prefixproof.constructions.theorem1 import Theorem1
 from prefixproof.constructions.theorem2 import Theorem2
 from prefixproof.outdir import check_out_dir, publish, staging_dir
@@ -94,7 +95,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 def write_model_dir(tmp: Path, model: Model, soft: np.ndarray, info: dict[str, Any]) -> str:
     """Write every file of the model directory into the fresh staging directory `tmp` (renamed into place by
     `publish` once complete); returns the weights sha256. Everything a build writes goes through here."""
-    return save_model(model, tmp, soft, info)
+    sha = save_model(model, tmp, soft, info)
+    write_peft_adapter(tmp, soft, len(model.layers), max(len(layer.heads) for layer in model.layers))
+    return sha
 
 
 def _theorem1(args: argparse.Namespace):

@@ -9,6 +9,7 @@ import numpy as np
 
 from prefixproof.constructions.alphabet import render
 from prefixproof.constructions.io import CONFIG, PROMPT, FormatError, load_model, load_prompt, read_json, weights_sha256
+from prefixproof.constructions.peft_adapter import has_adapter, read_peft_adapter
 from prefixproof.theorems import THEOREMS
 from prefixproof.theorems.obligations.base import LEVELS as BASE_LEVELS, RunContext
 from prefixproof.theorems.obligations.encoding import LookupEncoding
@@ -111,9 +112,15 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if not (args.min_margin >= 0 and np.isfinite(args.min_margin)):
         raise UsageError("--min-margin must be a finite number >= 0")
     model, sha = None, None
+    extra: dict[str, Any] = {}
     if args.weights:
         plans, model, sha = _weights_plan(args)
         alphabet = model.vocab.alphabet
+        if _has_prompt(args.weights):
+            extra["weights_dir"] = args.weights
+        if has_adapter(args.weights):  # a PEFT prompt-tuning adapter next to the base: validated now (exit 2)
+            read_peft_adapter(args.weights, model.d_model)
+            extra["adapter_dir"] = args.weights
     else:
         if args.claim:
             raise UsageError("--claim goes with --weights; to pick claims, name them: prefixproof verify theorem1")
@@ -144,7 +151,7 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
                          seed=args.seed, dtype=args.dtype, alphabet=claim_alphabet, progress=progress_printer(),
                          levels=frozenset(LEVELS[args.level]), quick=args.level == "quick",
                          min_margin=args.min_margin, model=model, weights_sha256=sha,
-                         extra={"weights_dir": args.weights} if _has_prompt(args.weights) else {})
+                         extra=extra)
         results.append(ClaimResult(theorem, params, run_theorem(theorem, ctx),
                                    tuple(ob.id for ob in skipped(theorem, ctx))))
     print(table(results))

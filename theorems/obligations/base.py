@@ -65,6 +65,7 @@ class Obligation:
     applies_to_weights: bool = True  # False: a statement about the construction itself, not about given weights
     quick: Callable[[dict[str, int]], bool] = lambda params: True  # fast enough for the default (quick) level
     needs_directory: bool = False  # True: about a weights directory's files (runs only with --weights DIR)
+    needs_adapter: bool = False  # True: about a directory's PEFT adapter (runs only when --weights DIR holds one)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ def selected(theorem: Theorem, ctx: RunContext) -> list[Obligation]:
     """The obligations with a method at one of the context's levels (and, for given weights, about weights)."""
     return [ob for ob in theorem.obligations
             if set(ob.levels) & set(ctx.levels) and (ctx.model is None or ob.applies_to_weights)
-            and (not ob.needs_directory or ctx.extra.get("weights_dir"))]
+            and (not ob.needs_directory or ctx.extra.get("weights_dir"))
+            and (not ob.needs_adapter or ctx.extra.get("adapter_dir"))]
 
 
 def skipped(theorem: Theorem, ctx: RunContext) -> list[Obligation]:

@@ -65,20 +65,36 @@ def _tensor(raw: dict[str, Any], table: dict[str, Any], name: str) -> Any:
     return csr.to_dense()
 
 
+def _hold(module: Any, name: str, w: Any) -> None:
+    """Every weight is an nn.Parameter (frozen here; `prefixproof.hf` hands them to Hugging Face trainable)."""
+    module.register_parameter(name, nn.Parameter(w, requires_grad=False))
+
+
+def causal_mask(n: int, past: int = 0) -> Any:
+    """Boolean (n, past + n): query i (absolute position past + i) sees keys j <= past + i."""
+    return torch.ones(n, past + n, dtype=torch.bool).tril(diagonal=past)
+
+
 class TorchHead(nn.Module):
     def __init__(self, W_Q: Any, W_K: Any, W_V: Any, W_O: Any, scale: float) -> None:
         super().__init__()
         for name, w in (("W_Q", W_Q), ("W_K", W_K), ("W_V", W_V), ("W_O", W_O)):
-            self.register_buffer(name, w)
+            _hold(self, name, w)
         self.scale = float(scale)
+
+    def project(self, h: Any) -> tuple[Any, Any, Any]:
+        """Queries, keys and values of h (B, n, d_in), each (B, n, d_k or d_v)."""
+        return h @ self.W_Q.T, h @ self.W_K.T, h @ self.W_V.T
+
+    def attend(self, q: Any, k: Any, v: Any, mask: Any) -> Any:
+        """W_O sum_j A_ij v_j with A = softmax_j(scale <q_i, k_j>) over the keys the mask allows: (B, n, d_out)."""
+        mixed = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), attn_mask=mask,
+                                               scale=self.scale).squeeze(1)
+        return mixed @ self.W_O.T
 
     def forward(self, h: Any, mask: Any) -> Any:
         """h (B, n, d_in) -> W_O sum_j A_ij W_V h_j, shape (B, n, d_out)."""
-        q = (h @ self.W_Q.T).unsqueeze(1)
-        k = (h @ self.W_K.T).unsqueeze(1)
-        v = (h @ self.W_V.T).unsqueeze(1)
-        mixed = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scale).squeeze(1)
-        return mixed @ self.W_O.T
+        return self.attend(*self.project(h), mask)
 
 
 class TorchLayer(nn.Module):
@@ -90,22 +106,40 @@ class TorchLayer(nn.Module):
             for h, hs in enumerate(spec["heads"]))
         self.n_mlp = int(spec["mlp_layers"])
         for k in range(self.n_mlp):
-            self.register_buffer(f"mlp_W{k}", _tensor(raw, table, f"layers.{l}.mlp.{k}.W"))
-            self.register_buffer(f"mlp_b{k}", _tensor(raw, table, f"layers.{l}.mlp.{k}.b"))
+            _hold(self, f"mlp_W{k}", _tensor(raw, table, f"layers.{l}.mlp.{k}.W"))
+            _hold(self, f"mlp_b{k}", _tensor(raw, table, f"layers.{l}.mlp.{k}.b"))
         self.causal = bool(spec.get("causal", True))
         self.attn_residual = bool(spec.get("attn_residual"))
         self.mlp_residual = bool(spec.get("mlp_residual"))
         self.ln_eps = spec.get("layernorm_eps")
         if self.ln_eps is not None:
-            self.register_buffer("ln_gamma", _tensor(raw, table, f"layers.{l}.ln.gamma"))
-            self.register_buffer("ln_beta", _tensor(raw, table, f"layers.{l}.ln.beta"))
+            _hold(self, "ln_gamma", _tensor(raw, table, f"layers.{l}.ln.gamma"))
+            _hold(self, "ln_beta", _tensor(raw, table, f"layers.{l}.ln.beta"))
 
-    def forward(self, x: Any) -> Any:
+    def forward(self, x: Any, cache: Any = None, index: int = 0) -> Any:
+        """The layer on x (B, n, d_in). With `cache` (a transformers Cache; `index` is this layer's slot in it) the
+        n positions follow the cached ones: their keys and values are appended (all heads concatenated along the
+        last axis, one cache entry per layer) and the queries attend to every cached key and to themselves."""
         n = x.shape[1]
         h = x if self.ln_eps is None else F.layer_norm(x, (x.shape[-1],), self.ln_gamma, self.ln_beta,
                                                        float(self.ln_eps))
-        mask = torch.ones(n, n, dtype=torch.bool).tril() if self.causal else None
-        a = sum(head(h, mask) for head in self.heads)
+        if cache is None:
+            mask = causal_mask(n) if self.causal else None
+            a = sum(head(h, mask) for head in self.heads)
+        else:
+            if not self.causal:
+                raise ValueError("a key/value cache needs causal layers (a non-causal layer's earlier outputs "
+                                 "change with later tokens); run with use_cache=False")
+            qkv = [head.project(h) for head in self.heads]
+            past = cache.get_seq_length(index)
+            keys, values = cache.update(torch.cat([k for _, k, _ in qkv], -1).unsqueeze(1),
+                                        torch.cat([v for _, _, v in qkv], -1).unsqueeze(1), index)
+            keys, values = keys.squeeze(1), values.squeeze(1)
+            mask = causal_mask(n, past)
+            a, ko, vo = 0, 0, 0
+            for head, (q, k, v) in zip(self.heads, qkv):
+                a = a + head.attend(q, keys[..., ko:ko + k.shape[-1]], values[..., vo:vo + v.shape[-1]], mask)
+                ko, vo = ko + k.shape[-1], vo + v.shape[-1]
         if self.attn_residual:
             a = a + x
         z = a
@@ -130,39 +164,45 @@ class TorchModel(nn.Module):
     def __init__(self, config: dict[str, Any], raw: dict[str, Any]) -> None:
         super().__init__()
         table = config["tensors"]
-        self.register_buffer("embed", _tensor(raw, table, "embed"))
-        self.register_buffer("pos", _tensor(raw, table, "pos"))
+        self.embed = nn.Embedding.from_pretrained(_tensor(raw, table, "embed"), freeze=True)  # E; weight (V, d)
+        self.pos = nn.Embedding.from_pretrained(_tensor(raw, table, "pos"), freeze=True)  # P; weight (n_ctx, d)
         self.layers = nn.ModuleList(TorchLayer(spec, raw, table, l) for l, spec in enumerate(config["layers"]))
         self.has_unembed = bool(config.get("unembed"))
         if self.has_unembed:
-            self.register_buffer("unembed", _tensor(raw, table, "unembed"))
+            _hold(self, "unembed", _tensor(raw, table, "unembed"))
         self.vocab = int(config["vocab"])
         self.n_ctx = int(config["n_ctx"])
 
     @property
     def dtype(self) -> Any:
-        return self.embed.dtype
+        return self.embed.weight.dtype
 
-    def inputs(self, tokens: Any = None, soft: Any = None) -> Any:
+    def inputs(self, tokens: Any = None, soft: Any = None, past: int = 0) -> Any:
+        """x_p = E[t_p] + P[p] (a given vector replaces E[t_p] at virtual positions); positions start at `past`."""
         parts = []
         if soft is not None:
             parts.append(soft.to(self.dtype))
         if tokens is not None and tokens.shape[-1]:
-            parts.append(self.embed[tokens])
+            parts.append(self.embed(tokens))
         if not parts:
             raise ValueError("nothing to embed: give tokens, virtual tokens, or both")
         if len(parts) == 2 and parts[0].shape[0] != parts[1].shape[0]:
             parts[0] = parts[0].expand(parts[1].shape[0], -1, -1)
         x = torch.cat(parts, dim=1)
-        n = x.shape[1]
+        n = past + x.shape[1]
         if n > self.n_ctx:
             raise ValueError(f"sequence of {n} positions exceeds the model's context of {self.n_ctx}")
-        return x + self.pos[:n]
+        return x + self.pos.weight[past:n]
 
-    def forward(self, tokens: Any = None, soft: Any = None) -> Any:
-        x = self.inputs(tokens, soft)
-        for layer in self.layers:
-            x = layer(x)
+    def forward(self, tokens: Any = None, soft: Any = None, cache: Any = None) -> Any:
+        """Logits (B, n, V). With `cache`, tokens/soft are the positions after the cached ones (see TorchLayer)."""
+        x = self.inputs(tokens, soft, 0 if cache is None else cache.get_seq_length(0))
+        return self.run(x, cache)
+
+    def run(self, x: Any, cache: Any = None) -> Any:
+        """The layers and the optional unembedding on layer-0 inputs x (positional rows already added)."""
+        for l, layer in enumerate(self.layers):
+            x = layer(x, cache, l)
         return x @ self.unembed.T if self.has_unembed else x
 
     def generate(self, soft: Any, prompt: Any = None, steps: int | None = None) -> TorchGeneration:
