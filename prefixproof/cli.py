@@ -142,14 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_build(args)
         if args.command == "selftest":
             from prefixproof.commands.verify import cmd_selftest
-            return cmd_selftest(args)
+            return cmd_selftest(args, argv)
 
         if args.command == "fuzz":
             from prefixproof.commands.fuzz import cmd_fuzz
             return cmd_fuzz(args, argv)
         if args.command == "precision":
             from prefixproof.commands.verify import cmd_precision
-            return cmd_precision(args)
+            return cmd_precision(args, argv)
         if args.command == "crosscheck":
             from prefixproof.commands.crosscheck import cmd_crosscheck
             return cmd_crosscheck(args, argv)

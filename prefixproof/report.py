@@ -5,6 +5,7 @@ import datetime as _dt
 import json
 import math
 import platform
+import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,37 @@ def exit_status(results: Sequence[ClaimResult]) -> int:
     if Verdict.ERROR in verdicts:
         return EXIT_ERROR
     return EXIT_OK
+
+
+def versions() -> dict[str, str | None]:
+    """prefixproof's version, Python's, and those of numpy, sympy, python-flint and torch. torch is null unless
+    this process imported it (the run used it); the others are null only when not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from prefixproof import __version__
+
+    out: dict[str, str | None] = {"prefixproof": __version__, "python": platform.python_version()}
+    for dist in ("numpy", "sympy", "python-flint", "torch"):
+        if dist == "torch" and "torch" not in sys.modules:
+            out[dist] = None
+            continue
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def provenance(command: Sequence[str], arithmetic: Sequence[str]) -> dict[str, Any]:
+    """The fields every JSON report starts with (docs/report.md, "Common fields"): when, the command line,
+    the versions, the machine, and the arithmetic(s) the run evaluated in."""
+    return {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": list(command),
+        "versions": versions(),
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "arithmetic": list(dict.fromkeys(arithmetic)),
+    }
 
 
 def _margin(m: float | None) -> str:
@@ -114,13 +146,16 @@ def _explain(r: Record) -> list[str]:
     return out
 
 
-def to_json(results: Sequence[ClaimResult], argv: Sequence[str]) -> dict[str, Any]:
+def to_json(results: Sequence[ClaimResult], argv: Sequence[str], dtype: str = "float64",
+            seed: int | None = None) -> dict[str, Any]:
+    """The verify report. `argv` is the whole command line, starting with "prefixproof"."""
+    used = [r.arithmetic for c in results for r in c.records if r.arithmetic and r.arithmetic != "-"]
     return {
         "format": REPORT_FORMAT,
         "format_version": REPORT_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": list(argv),
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        **provenance(argv, used),
+        "dtype": dtype,
+        "seed": seed,
         "exit_status": exit_status(results),
         "claims": [
             {
@@ -138,5 +173,6 @@ def to_json(results: Sequence[ClaimResult], argv: Sequence[str]) -> dict[str, An
     }
 
 
-def write_json(path: str | Path, results: Sequence[ClaimResult], argv: Sequence[str]) -> None:
-    write_json_file(path, to_json(results, argv))
+def write_json(path: str | Path, results: Sequence[ClaimResult], argv: Sequence[str], dtype: str = "float64",
+               seed: int | None = None) -> None:
+    write_json_file(path, to_json(results, argv, dtype, seed))

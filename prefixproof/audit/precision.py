@@ -173,6 +173,16 @@ def precision_report(theorem_id: str, dtypes: list[str], say: Callable[[str], No
     return report
 
 
+def to_json(theorem_id: str, report: dict[str, list[Frontier]], command: list[str]) -> dict[str, Any]:
+    """The precision report (docs/report.md, "precision"). The sweeps are deterministic: `seed` is the seed of
+    every counterexample search (always 0)."""
+    from prefixproof.report import provenance
+
+    return {"format": "prefixproof-precision", "format_version": 1, **provenance(command, list(report)),
+            "exit_status": 0, "theorem": theorem_id, "seed": 0,
+            "formats": {d: [f.to_json() for f in fs] for d, fs in report.items()}}
+
+
 def render(theorem_id: str, report: dict[str, list[Frontier]]) -> str:
     lines = [f"Precision report for {theorem_id}: weights, encodings, activations and accumulations rounded to the "
              "format (docs/certificates.md)", ""]

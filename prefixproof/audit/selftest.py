@@ -365,7 +365,12 @@ def render(result: Result) -> str:
     return "\n".join(text)
 
 
-def to_json(result: Result, quick: bool, seed: int) -> dict[str, Any]:
-    return {"format": "prefixproof-selftest", "quick": quick, "seed": seed, "seconds": round(result.seconds, 2),
+def to_json(result: Result, quick: bool, seed: int, command: list[str] | None = None) -> dict[str, Any]:
+    from prefixproof.report import provenance
+
+    return {"format": "prefixproof-selftest", "format_version": 1,
+            **provenance(command or ["prefixproof", "selftest"], DTYPES),
+            "exit_status": 0 if result.ok else 1,
+            "quick": quick, "seed": seed, "seconds": round(result.seconds, 2),
             "ok": result.ok, "params": result.params, "counts": counts(result),
             "mutants": [asdict(r) for r in result.rows], "controls": [asdict(c) for c in result.controls]}

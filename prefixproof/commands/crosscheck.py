@@ -12,7 +12,6 @@ Needs the `torch` extra; without it, one line naming the install command and exi
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import platform
 import sys
 from pathlib import Path
@@ -146,9 +145,11 @@ def cmd_crosscheck(args: argparse.Namespace, argv: Sequence[str]) -> int:
     status = exit_status(records)
     print(f"\nall: {summary(records)}; exit status {status}")
     if args.json:
-        doc = {"format": "prefixproof-crosscheck", "format_version": 1,
-               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "command": ["prefixproof", *argv], "versions": _versions(), "exit_status": status,
+        from prefixproof.report import provenance
+
+        used = [r.dtype for r in records if r.dtype] or [*ident, *low]
+        doc = {"format": "prefixproof-crosscheck", "format_version": 1, **provenance(["prefixproof", *argv], used),
+               "frameworks": _versions(), "exit_status": status, "targets": targets,
                "rows": [r.to_json() for r in records]}
         write_json(args.json, doc, indent=1)
     return status

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
+import os
 import sys
 import time
 from pathlib import Path
@@ -51,14 +51,31 @@ def add_parser(sub: Any, positive: Any, seed: Any) -> None:
     f.add_argument("--replay", metavar="FILE", help="re-run a saved counterexample instead of fuzzing")
 
 
+def hypothesis_home() -> Path:
+    """Where hypothesis keeps its files during `fuzz`: $HYPOTHESIS_STORAGE_DIRECTORY when set, else
+    $XDG_CACHE_HOME/prefixproof/hypothesis (an absolute $XDG_CACHE_HOME only), else
+    ~/.cache/prefixproof/hypothesis. Never the working directory (hypothesis's own default is ./.hypothesis)."""
+    given = os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY")
+    if given:
+        return Path(given)
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    cache = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return cache / "prefixproof" / "hypothesis"
+
+
 def _hypothesis_available() -> None:
+    """Import hypothesis with its storage under the cache directory; the fuzz runs use no example database
+    (verify/identities/runner.py), but hypothesis also caches constants it finds in the code under test."""
     from prefixproof.usage import UsageError
 
+    home = hypothesis_home()
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(home)  # inherited by the worker processes
     try:
-        import hypothesis  # noqa: F401
+        from hypothesis.configuration import set_hypothesis_home_dir
     except ImportError:
         raise UsageError("fuzz needs the hypothesis package: pip install 'prefixproof[fuzz]' "
                          "(or pip install hypothesis)") from None
+    set_hypothesis_home_dir(home)
 
 
 def cmd_fuzz(args: argparse.Namespace, argv: list[str]) -> int:
@@ -169,9 +186,11 @@ def _report(argv, plan, results, controls, saved, seconds, status) -> dict[str, 
                 "worst_case": None if st.worst_case is None else st.worst_case.to_json(),
                 "counterexample": None if st.failure is None else st.failure.to_json()}
 
+    from prefixproof.report import provenance
+
     return {
-        "format": REPORT_FORMAT, "format_version": 1, "command": ["prefixproof", *argv],
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "format": REPORT_FORMAT, "format_version": 1,
+        **provenance(["prefixproof", *argv], ["float32", "float64"]),  # each random case draws its dtype
         "seed": plan.seed, "workers": plan.workers, "size": plan.size, "engine": plan.engine,
         "seconds": round(seconds, 3),
         "exit_status": status,

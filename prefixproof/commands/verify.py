@@ -138,7 +138,7 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
                                    tuple(ob.id for ob in skipped(theorem, ctx))))
     print(table(results))
     if args.json:
-        write_json(args.json, results, ["prefixproof", *argv])
+        write_json(args.json, results, ["prefixproof", *argv], args.dtype, args.seed)
     return exit_status(results)
 
 
@@ -174,7 +174,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_precision(args: argparse.Namespace) -> int:
+def cmd_precision(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
 
     from prefixproof.audit.precision import precision_report, render
 
@@ -183,13 +183,13 @@ def cmd_precision(args: argparse.Namespace) -> int:
     report = precision_report(args.theorem, dtypes, lambda line: print(line, file=sys.stderr, flush=True))
     print(render(args.theorem, report))
     if args.json:
-        doc = {"format": "prefixproof-precision", "theorem": args.theorem,
-               "formats": {d: [f.to_json() for f in fs] for d, fs in report.items()}}
-        write_doc(args.json, doc)
+        from prefixproof.audit.precision import to_json as precision_json
+
+        write_doc(args.json, precision_json(args.theorem, report, ["prefixproof", *argv]))
     return 0
 
 
-def cmd_selftest(args: argparse.Namespace) -> int:
+def cmd_selftest(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     """Exit 0 only when no truly broken mutant passes and every control behaves; 1 otherwise."""
 
     from prefixproof.audit.selftest import CLAIMS, render, run_selftest, to_json
@@ -200,5 +200,5 @@ def cmd_selftest(args: argparse.Namespace) -> int:
                           workers=args.workers or (1 if args.quick else 2), say=say)
     print(render(result))
     if args.json:
-        write_doc(args.json, to_json(result, args.quick, args.seed), indent=1)
+        write_doc(args.json, to_json(result, args.quick, args.seed, ["prefixproof", *argv]), indent=1)
     return 0 if result.ok else 1
