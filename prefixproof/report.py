@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from prefixproof.output import render_table, terminal_width, write_json as write_json_file
+from prefixproof.plainwords import claim_sentence
 from prefixproof.theorems.obligations.base import Theorem
 from prefixproof.verify.verdict import Record, Verdict, weakest
 
@@ -83,31 +84,44 @@ def _margin(m: float | None) -> str:
     return f"{m:.3g}"
 
 
-def table(results: Sequence[ClaimResult]) -> str:
-    head = ("claim", "obligation", "method", "verdict", "inputs covered", "min margin", "seconds")
-    rows = []
-    for c in results:
-        for r in c.records:
-            cov = "-" if r.coverage is None else r.coverage.text()
-            rows.append((r.claim, r.obligation, f"{r.method} [{r.arithmetic}]", _cell(r), cov,
-                         _margin(r.min_margin), f"{r.seconds:.2f}"))
+def sentence(c: ClaimResult) -> str:
+    """The claim's plain sentence (prefixproof/plainwords.py)."""
+    return claim_sentence(c.theorem.id, c.theorem.title, c.params, c.records)
+
+
+def table(results: Sequence[ClaimResult], quiet: bool = False) -> str:
+    """The verify report for the terminal: one table row per obligation, a short account per claim, and one
+    plain sentence per claim at the end. `quiet`: the sentences only. Everything wraps to the terminal's
+    width; nothing is cut."""
     width = terminal_width()
-    lines = render_table(head, rows, width=width).split("\n")
-    lines.append("")
+    lines: list[str] = []
 
     def say(text: str, indent: str = "") -> None:  # one logical line, wrapped to the width (never cut)
         lines.extend(textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent + "    ",
                                    break_long_words=True, break_on_hyphens=False) or [""])
 
+    if not quiet:
+        head = ("claim", "obligation", "verdict", "inputs covered", "min margin", "seconds", "method [arithmetic]")
+        rows = []
+        for c in results:
+            for i, r in enumerate(c.records):
+                cov = "-" if r.coverage is None else r.coverage.text()
+                rows.append((r.claim if i == 0 else "", r.obligation, _cell(r), cov, _margin(r.min_margin),
+                             f"{r.seconds:.2f}", f"{r.method} [{r.arithmetic}]"))
+        lines += render_table(head, rows, width=width).split("\n")
+        lines.append("")
+        for c in results:
+            params = ", ".join(f"{k}={v}" for k, v in c.params.items())
+            named = f"{c.theorem.id} ({params})" if params else c.theorem.id
+            say(f"{named}: {c.verdict.name} - weakest of {len(c.records)} obligation(s)")
+            for r in c.records:
+                for line in _explain(r):
+                    say(line, "  ")
+            for ob in c.skipped:
+                say(f"{ob}: not run - slow at this size for the quick level (run with --level symbolic)", "  ")
+        lines += ["", "In plain words:"]
     for c in results:
-        params = ", ".join(f"{k}={v}" for k, v in c.params.items())
-        named = f"{c.theorem.id} ({params})" if params else c.theorem.id
-        say(f"{named}: {c.verdict.name} - weakest of {len(c.records)} obligation(s)")
-        for r in c.records:
-            for line in _explain(r):
-                say(line, "  ")
-        for ob in c.skipped:
-            say(f"{ob}: not run - slow at this size for the quick level (run with --level symbolic)", "  ")
+        say(sentence(c), "" if quiet else "  ")
     return "\n".join(lines)
 
 
@@ -129,9 +143,12 @@ def _explain(r: Record) -> list[str]:
     """One or two lines saying how strong a record's verdict is and what it rests on."""
     out = _reason_lines(r)
     d = r.details or {}
-    if r.verdict is Verdict.PROVED and d.get("parametric_in"):
+    if r.verdict is Verdict.PROVED and str(d.get("parametric_in", "")).startswith("per instance"):
+        what = str(d["parametric_in"])[len("per instance"):].strip(" ;")
+        out.append(f"{r.obligation}: PROVED for this instance only{': ' + what if what else ''}")
+    elif r.verdict is Verdict.PROVED and d.get("parametric_in"):
         extra = f"; {d['per_instance']}" if d.get("per_instance") else ""
-        out.append(f"{r.obligation}: PROVED, parametric in {d['parametric_in']}{extra}")
+        out.append(f"{r.obligation}: PROVED for every value of {d['parametric_in']}{extra}")
     elif r.verdict is Verdict.PROVED and d.get("per_instance"):
         out.append(f"{r.obligation}: PROVED per instance ({d['per_instance']})")
     elif r.verdict is Verdict.CERTIFIED:
@@ -165,6 +182,7 @@ def to_json(results: Sequence[ClaimResult], argv: Sequence[str], dtype: str = "f
                 "predicate": c.theorem.predicate,
                 "params": c.params,
                 "verdict": c.verdict.name,
+                "summary": sentence(c),
                 "obligations": [r.to_json() for r in c.records],
                 "skipped": list(c.skipped),
             }

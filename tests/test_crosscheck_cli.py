@@ -88,7 +88,7 @@ def test_plot_renders_nonblank_pngs(capsys, tmp_path):
     assert [p.name for p, _ in written] == ["attention_numpy_L0_H0.png", "attention_numpy_L0_H1.png"]
     for path, stats in written:
         img = plt.imread(path)
-        assert img.shape[:2] == (900, 1500)
+        assert img.shape[:2] == (950, 1500)
         assert _nonblank(img)
         assert stats["max_difference"] < 1e-12 and 0 < stats["alpha_min"] < stats["alpha_max"] < 1
     blank = tmp_path / "blank.png"

@@ -341,15 +341,15 @@ def counts(result: Result) -> dict[str, dict[str, dict[str, int]]]:
     return out
 
 
-def render(result: Result) -> str:
+def render(result: Result, quiet: bool = False) -> str:
+    """The table per claim and dtype, then the false passes, errors and controls; `quiet`: no table."""
     head = ("claim", "dtype", "mutants", *CATEGORIES)
     lines = []
     for claim, by in counts(result).items():
         for dtype, c in by.items():
             lines.append((claim, dtype, *(str(c[k]) for k in ("mutants", *CATEGORIES))))
-    text = render_table(head, lines).split("\n")
+    text = [] if quiet else render_table(head, lines).split("\n") + [""]
     fp = result.false_passes
-    text.append("")
     text.append(f"false passes: {len(fp)}" + ("" if not fp else " (a truly broken mutant the verifier passed)"))
     for r in fp:
         text.append(f"  FALSE PASS {r.claim} [{r.dtype}] {r.mutant} ({r.edit}): {r.verdict} - {r.detail}; "

@@ -137,13 +137,14 @@ def cmd_crosscheck(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     records: list[Record] = []
     for name in targets:
-        print(f"== {name}: {METHODS.get(name, 'torch module vs numpy evaluator, every exported construction')}",
-              file=sys.stderr, flush=True)
+        if not args.quiet:
+            print(f"== {name}: {METHODS.get(name, 'torch module vs numpy evaluator, every exported construction')}",
+                  file=sys.stderr, flush=True)
         rows = run_target(name, ident, low, args.weights or [])
-        print(f"\n## {name}\n{render(rows)}\n{name}: {summary(rows)}")
+        print(f"{name}: {summary(rows)}" if args.quiet else f"\n## {name}\n{render(rows)}\n{name}: {summary(rows)}")
         records += rows
     status = exit_status(records)
-    print(f"\nall: {summary(records)}; exit status {status}")
+    print(f"{'' if args.quiet else chr(10)}all: {summary(records)}; exit status {status}")
     if args.json:
         from prefixproof.report import provenance
 

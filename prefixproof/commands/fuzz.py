@@ -95,11 +95,12 @@ def cmd_fuzz(args: argparse.Namespace, argv: list[str]) -> int:
     props = list(dict.fromkeys(args.property or PROPERTIES))
     examples = args.examples if args.examples or args.seconds else 2000
     plan = Plan(props, examples, args.seconds, args.seed, args.workers, args.size, engine=args.engine)
-    print(f"fuzz: {', '.join(props)}; {_budget(examples, args.seconds)}; seed {args.seed}; size {args.size}; "
-          f"engine {args.engine}; {args.workers} worker(s)", file=sys.stderr, flush=True)
+    if not args.quiet:
+        print(f"fuzz: {', '.join(props)}; {_budget(examples, args.seconds)}; seed {args.seed}; size {args.size}; "
+              f"engine {args.engine}; {args.workers} worker(s)", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     try:
-        results = fuzz(plan, _progress())
+        results = fuzz(plan, (lambda *a: None) if args.quiet else _progress())
         controls = {}
         if not args.no_controls:
             for name, c in CONTROLS.items():
@@ -112,12 +113,27 @@ def cmd_fuzz(args: argparse.Namespace, argv: list[str]) -> int:
     for prop, st in results.items():
         if st.failure is not None:
             saved[prop] = _save(st.failure, args.failures)
-    print(_table(results, controls, saved))
+    print(_summary(results, controls, saved) if args.quiet else _table(results, controls, saved))
     status = EXIT_FALSIFIED if saved else EXIT_ERROR if any(c.failure is None for c in controls.values()) else EXIT_OK
     if args.json:
         doc = _report(argv, plan, results, controls, saved, time.perf_counter() - t0, status)
         write_json(args.json, doc)
     return status
+
+
+def _summary(results, controls, saved) -> str:
+    """--quiet: one line per property, one for the negative controls."""
+    lines = []
+    for prop, st in results.items():
+        found = "no counterexample" if st.failure is None else f"COUNTEREXAMPLE, saved as {saved[prop]}"
+        lines.append(f"{prop}: {found} in {st.examples} random transformers; the worst error was {st.worst:.3g} "
+                     "of its tolerance")
+    if controls:
+        flagged = [n for n, st in controls.items() if st.failure is not None]
+        missed = [n for n in controls if n not in flagged]
+        lines.append(f"negative controls: {len(flagged)} of {len(controls)} flagged"
+                     + (f"; NOT flagged (the harness is broken): {', '.join(missed)}" if missed else ""))
+    return "\n".join(lines)
 
 
 def _budget(examples: int | None, seconds: float | None) -> str:

@@ -130,13 +130,14 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for theorem, params in plans:
         claim_alphabet = alphabet if args.weights else default_alphabet(params.get("V"))[1]
         ctx = RunContext(params=params, samples=args.samples or DEFAULT_SAMPLES.get(theorem.id, 1000),
-                         seed=args.seed, dtype=args.dtype, alphabet=claim_alphabet, progress=progress_printer(),
+                         seed=args.seed, dtype=args.dtype, alphabet=claim_alphabet,
+                         progress=None if args.quiet else progress_printer(),
                          levels=frozenset(LEVELS[args.level]), quick=args.level == "quick",
                          min_margin=args.min_margin, model=model, weights_sha256=sha,
                          extra={"weights_dir": args.weights} if _has_prompt(args.weights) else {})
         results.append(ClaimResult(theorem, params, run_theorem(theorem, ctx),
                                    tuple(ob.id for ob in skipped(theorem, ctx))))
-    print(table(results))
+    print(table(results, quiet=args.quiet))
     if args.json:
         write_json(args.json, results, ["prefixproof", *argv], args.dtype, args.seed)
     return exit_status(results)
@@ -180,8 +181,9 @@ def cmd_precision(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
 
     check_writable(args.json)
     dtypes = list(dict.fromkeys(args.dtype or ["float64", "float32", "float16", "bfloat16"]))
-    report = precision_report(args.theorem, dtypes, lambda line: print(line, file=sys.stderr, flush=True))
-    print(render(args.theorem, report))
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    report = precision_report(args.theorem, dtypes, say)
+    print(render(args.theorem, report, quiet=args.quiet))
     if args.json:
         from prefixproof.audit.precision import to_json as precision_json
 
@@ -198,7 +200,7 @@ def cmd_selftest(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     result = run_selftest(args.claim or tuple(CLAIMS), quick=args.quick, seed=args.seed,
                           workers=args.workers or (1 if args.quick else 2), say=say)
-    print(render(result))
+    print(render(result, quiet=args.quiet))
     if args.json:
         write_doc(args.json, to_json(result, args.quick, args.seed, ["prefixproof", *argv]), indent=1)
     return 0 if result.ok else 1
