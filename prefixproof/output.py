@@ -55,9 +55,12 @@ def column_widths(columns: Sequence[Sequence[str]], available: int) -> list[int]
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, width: int | None = None,
-                 title: str | None = None) -> str:
+                 title: str | None = None, notes: Sequence[str | None] | None = None,
+                 note_indent: int = 4) -> str:
     """Plain-text table that fits `width` (default: the terminal's). Cells wrap at spaces (inside a word only
-    when the word alone is wider than its column) and are never cut; a dashed rule sits under the header."""
+    when the word alone is wider than its column) and are never cut; a dashed rule sits under the header.
+    `notes[i]`, when given, is printed under row i across the whole width, indented and wrapped (for a long
+    text such as the method, which would make a column too narrow)."""
     width = width or terminal_width()
     head = [str(h) for h in header]
     body = [["-" if cell is None else str(cell) for cell in row] for row in rows]
@@ -73,8 +76,10 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, width:
     out = wrap_cell(title, width) if title else []
     out += lines_of(head)
     out.append(GAP.join("-" * w for w in widths))
-    for row in body:
+    for i, row in enumerate(body):
         out += lines_of(row)
+        if notes and notes[i]:
+            out += [" " * note_indent + line for line in wrap_cell(notes[i], width - note_indent)]
     return "\n".join(out)
 
 

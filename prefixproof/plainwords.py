@@ -18,6 +18,7 @@ INPUT_NOUN = {
     "conditional": "(table, input) pairs",
     "multi_token_packing": "(packed table, input) pairs",
 }
+EXACT_WORDS = {"exact (symbolic)": "symbolic algebra (sympy)", "exact (rationals)": "exact rational arithmetic"}
 MARGIN_MEANS = "the closest wrong token's logit is {m} below the right one's"
 
 
@@ -88,10 +89,9 @@ def _other_sentence(records: Sequence[Record], verdict: Verdict) -> str:
     rest = [r for r in records if r.verdict is not Verdict.PROVED]
     parts = []
     if proved:
-        names = ", ".join(r.obligation for r in proved)
-        exact = sorted({r.arithmetic for r in proved})
-        parts.append(f"{names} proved for every input in exact arithmetic ({', '.join(exact)}), so no rounding "
-                     "is involved")
+        names = " and ".join(r.obligation for r in proved)
+        how = " and ".join(dict.fromkeys(EXACT_WORDS.get(r.arithmetic, r.arithmetic) for r in proved))
+        parts.append(f"{names} proved with {how}, for every input and with no rounding involved")
     for r in rest:
         if r.verdict is Verdict.CHECKED:
             parts.append(f"{r.obligation} checked on {_covered(r)} in {r.arithmetic}")

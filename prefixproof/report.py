@@ -101,14 +101,15 @@ def table(results: Sequence[ClaimResult], quiet: bool = False) -> str:
                                    break_long_words=True, break_on_hyphens=False) or [""])
 
     if not quiet:
-        head = ("claim", "obligation", "verdict", "inputs covered", "min margin", "seconds", "method [arithmetic]")
-        rows = []
+        head = ("claim", "obligation", "verdict", "inputs covered", "min margin", "seconds")
+        rows, notes = [], []
         for c in results:
             for i, r in enumerate(c.records):
                 cov = "-" if r.coverage is None else r.coverage.text()
                 rows.append((r.claim if i == 0 else "", r.obligation, _cell(r), cov, _margin(r.min_margin),
-                             f"{r.seconds:.2f}", f"{r.method} [{r.arithmetic}]"))
-        lines += render_table(head, rows, width=width).split("\n")
+                             f"{r.seconds:.2f}"))
+                notes.append(f"method: {r.method}; arithmetic: {r.arithmetic}")
+        lines += render_table(head, rows, width=width, notes=notes).split("\n")
         lines.append("")
         for c in results:
             params = ", ".join(f"{k}={v}" for k, v in c.params.items())
@@ -145,12 +146,12 @@ def _explain(r: Record) -> list[str]:
     d = r.details or {}
     if r.verdict is Verdict.PROVED and str(d.get("parametric_in", "")).startswith("per instance"):
         what = str(d["parametric_in"])[len("per instance"):].strip(" ;")
-        out.append(f"{r.obligation}: PROVED for this instance only{': ' + what if what else ''}")
+        out.append(f"{r.obligation}: PROVED for this instance only{' ' + what if what else ''}")
     elif r.verdict is Verdict.PROVED and d.get("parametric_in"):
         extra = f"; {d['per_instance']}" if d.get("per_instance") else ""
         out.append(f"{r.obligation}: PROVED for every value of {d['parametric_in']}{extra}")
     elif r.verdict is Verdict.PROVED and d.get("per_instance"):
-        out.append(f"{r.obligation}: PROVED per instance ({d['per_instance']})")
+        out.append(f"{r.obligation}: PROVED for this instance only ({d['per_instance']})")
     elif r.verdict is Verdict.CERTIFIED:
         bound = "" if r.min_margin is None else f"; decode margin >= {r.min_margin:.6g}"
         out.append(f"{r.obligation}: CERTIFIED for every input in {r.arithmetic}{bound}")

@@ -1,5 +1,7 @@
 """`prefixproof crosscheck` and `prefixproof plot`: missing extras, bad input, JSON rows, controls flagged."""
 import json
+
+from prefixproof.schemas import validate
 import sys
 
 import numpy as np
@@ -44,6 +46,8 @@ def test_crosscheck_gpt2_peft_json(capsys, tmp_path, monkeypatch):
     assert code == 0
     assert "L2 H3" in out and "FALSIFIED (control: expected)" in out
     doc = json.loads(report.read_text())
+    validate(doc)  # the shipped schema (prefixproof/schemas/crosscheck.schema.json)
+    assert doc["versions"]["torch"] == doc["frameworks"]["torch"] and doc["arithmetic"] == ["float32"]
     assert doc["format"] == "prefixproof-crosscheck" and doc["exit_status"] == 0
     rows = doc["rows"]
     real = [r for r in rows if not r["details"]["control"]]
