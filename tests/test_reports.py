@@ -163,3 +163,15 @@ def test_precision_table_fits_100_columns_and_cuts_nothing(capsys, monkeypatch, 
     code, quiet, _ = run(capsys, "precision", "theorem2", "--dtype", "float16", "--quiet")
     assert code == 0 and quiet.strip().split("\n")[0].startswith("theorem2 in float16")
     assert squeeze(quiet) == squeeze(f["summary"])
+
+
+def test_every_command_has_quiet():
+    import argparse
+
+    from prefixproof.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        for p in (nested[0].choices.values() if nested else [parser]):
+            assert any("--quiet" in a.option_strings for a in p._actions), (name, p.prog)
