@@ -188,13 +188,26 @@ def test_exception_inside_an_evaluator_exits_nonzero_with_error(capsys, monkeypa
     assert "theorem2 (V=5): ERROR" in out
 
 
-def test_default_verify_runs_every_claim_and_reports_json(capsys, tmp_path):
+def test_default_verify_runs_every_claim_and_reports_json(capsys, tmp_path, monkeypatch):
     """The Quick start's `prefixproof verify`: every claim ends PROVED, CERTIFIED or CHECKED, and the JSON report writes
-    (coverage counts far beyond 2^53 digits included)."""
+    (coverage counts far beyond 2^53 digits included) and validates against its shipped schema. At 100 columns no
+    line is wider and no record's text is cut."""
+    from prefixproof.schemas import validate
+    from tablecheck import read_table, squeeze
+
+    monkeypatch.setenv("COLUMNS", "100")
     report = tmp_path / "r.json"
     code, out, _ = run(capsys, "verify", "--json", str(report))
     doc = json.loads(report.read_text())
     assert code == 0 and doc["exit_status"] == 0
+    validate(doc)
+    assert max(len(line) for line in out.split("\n")) <= 100
+    cells, notes, _ = read_table(out)
+    for c in doc["claims"]:
+        assert squeeze(c["claim"]) in cells[0] and squeeze(c["summary"]) in squeeze(out)
+        for o in c["obligations"]:
+            assert squeeze(o["obligation"]) in cells[1] and squeeze(o["verdict"]) in cells[2]
+            assert squeeze(f"method: {o['method']}; arithmetic: {o['arithmetic']}") in notes
     from prefixproof.theorems import THEOREMS
 
     assert [c["claim"] for c in doc["claims"]] == list(THEOREMS)
