@@ -155,10 +155,11 @@ def test_precision_table_fits_100_columns_and_cuts_nothing(capsys, monkeypatch, 
     assert doc["versions"]["torch"] is None or "torch" in sys.modules
     assert doc["arithmetic"] == ["float16"] and doc["seed"] == 0
     assert max(len(line) for line in out.split("\n")) <= 100
-    cells, _, _ = read_table(out)
+    cells, notes, _ = read_table(out)
     (f,) = doc["formats"]["float16"]
-    assert f["first_not_certified"] is not None and len(f["verdict_there"]) > 40  # a long cell, wrapped
-    assert squeeze(f["verdict_there"]) in cells[7] and squeeze(str(f["largest_certified"])) in cells[3]
+    assert f["first_not_certified"] is not None and len(f["verdict_there"]) > 40  # a long text, wrapped
+    assert squeeze(f"verdict at V={f['first_not_certified']}: {f['verdict_there']}") in notes
+    assert squeeze(str(f["largest_certified"])) in cells[3] and squeeze(str(f["first_not_certified"])) in cells[4]
     assert squeeze(f["summary"]) in squeeze(out) and "..." not in out
     code, quiet, _ = run(capsys, "precision", "theorem2", "--dtype", "float16", "--quiet")
     assert code == 0 and quiet.strip().split("\n")[0].startswith("theorem2 in float16")

@@ -173,40 +173,30 @@ def precision_report(theorem_id: str, dtypes: list[str], say: Callable[[str], No
     return report
 
 
-def to_json(theorem_id: str, report: dict[str, list[Frontier]], command: list[str]) -> dict[str, Any]:
-    """The precision report (docs/report.md, "precision"). The sweeps are deterministic: `seed` is the seed of
-    every counterexample search (always 0)."""
-    from prefixproof.report import provenance
-
-    return {"format": "prefixproof-precision", "format_version": 1, **provenance(command, list(report)),
-            "exit_status": 0, "theorem": theorem_id, "seed": 0,
-            "formats": {d: [f.to_json() for f in fs] for d, fs in report.items()}}
-
-
 def sentence(theorem_id: str, dtype: str, f: Frontier) -> str:
     """One plain sentence for one sweep: how far the claim is certified in the format, and where it breaks."""
     fixed = ", ".join(f"{k}={v}" for k, v in f.fixed.items())
     where = f"{theorem_id} in {dtype}, {f.axis} growing" + (f" at {fixed}" if fixed else "")
     cap = dict((a, c) for a, fx, c in SWEEPS.get(theorem_id, []) if fx == f.fixed).get(f.axis, V_CAP)
+    if f.first_fail is None:
+        return (f"{where}: certified for every input at every size tried, up to {f.axis}={f.largest_ok}"
+                + (" (the search stops there)." if f.largest_ok == cap else "."))
+    every = "every size" if f.below_all_probed else "the sizes probed"
     if f.largest_ok is None:
-        text = f"{where}: not certified even at the smallest size tried"
-    elif f.first_fail is None:
-        text = (f"{where}: certified for every input at every size tried, up to {f.axis}={f.largest_ok}"
-                + (" (the search stops there)" if f.largest_ok == cap else ""))
+        text = f"{where}: not certified even at the smallest size tried ({f.axis}={f.first_fail})"
     else:
-        every = "every size" if f.below_all_probed else "the sizes probed"
         text = (f"{where}: certified for every input at {every} up to {f.axis}={f.largest_ok} (a sound bound on "
                 f"every {dtype} execution: any rounding order, fused or not); not certified from "
                 f"{f.axis}={f.first_fail}")
-        if f.first_falsified is None:
-            sizes = f.scan.get("sizes_scanned") or []
-            text += (", but no input that really decodes wrongly was found there" +
-                     (f" (sizes {sizes[0]} to {sizes[-1]} searched)" if sizes else "") +
-                     ", so above it the claim is undecided, not false")
-        else:
-            which = "the first size" if f.falsified_label == "first" else \
-                "the smallest size found (smaller sizes were not all checked over every input)"
-            text += (f"; a real {dtype} run decodes wrongly at {f.axis}={f.first_falsified}, {which}")
+    if f.first_falsified is None:
+        sizes = f.scan.get("sizes_scanned") or []
+        text += (", but no input that really decodes wrongly was found" +
+                 (f" at sizes {sizes[0]} to {sizes[-1]}" if sizes else "") +
+                 ", so there the claim is undecided, not false")
+    else:
+        which = "the first size" if f.falsified_label == "first" else \
+            "the smallest size found (smaller sizes were not all checked over every input)"
+        text += f"; a real {dtype} run decodes wrongly at {f.axis}={f.first_falsified}, {which}"
     return text + "."
 
 
@@ -243,8 +233,8 @@ def render(theorem_id: str, report: dict[str, list[Frontier]], quiet: bool = Fal
         "format (docs/certificates.md)")
     lines.append("")
     head = ("format", "axis", "fixed", "largest certified", "first not certified", "first counterexample",
-            "sizes scanned", "verdict at first not certified")
-    rows = []
+            "sizes scanned")
+    rows, notes = [], []
     for dtype, frontiers in report.items():
         for f in frontiers:
             fixed = ", ".join(f"{k}={v}" for k, v in f.fixed.items()) or "-"
@@ -254,9 +244,10 @@ def render(theorem_id: str, report: dict[str, list[Frontier]], quiet: bool = Fal
             rows.append((dtype, f.axis, fixed, largest, "-" if f.first_fail is None else str(f.first_fail),
                          "-" if f.first_falsified is None else
                          (str(f.first_falsified) if f.falsified_label == "first" else f"{f.first_falsified} (smallest found)"),
-                         _scanned(f.scan),
-                         "-" if f.fail_record is None else f.fail_record.verdict_text))
-    lines += render_table(head, rows, width=width).split("\n")
+                         _scanned(f.scan)))
+            notes.append(None if f.fail_record is None else
+                         f"verdict at {f.axis}={f.first_fail}: {f.fail_record.verdict_text}")
+    lines += render_table(head, rows, width=width, notes=notes).split("\n")
     for dtype, frontiers in report.items():
         for f in frontiers:
             rec = f.falsified_record
