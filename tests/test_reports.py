@@ -98,10 +98,15 @@ def test_sentences_say_what_the_margin_means_with_the_runs_own_numbers(verify_ru
 def test_verify_quiet_prints_only_the_sentences(capsys):
     from clirun import run
 
-    code, out, err = run(capsys, "verify", "theorem1", "prefix_rescale", "--vocab", "3", "--length", "2", "--quiet")
+    code, out, err = run(capsys, "verify", "theorem1", "prefix_rescale", "--vocab", "3", "--length", "2",
+                         "--level", "numeric", "--samples", "5", "--quiet")
     assert code == 0 and err == ""
     lines = [line for line in out.split("\n") if line and not line.startswith(" ")]
     assert [line.split(" ")[0].rstrip(",") for line in lines] == ["theorem1", "prefix_rescale"]
+    joined = " ".join(out.split())
+    # exhaustive numeric run (9 targets) and seeded samples, each said in words
+    assert "CHECKED, every one of all 9 target sequences was run in" in joined
+    assert "SAMPLED" in joined and "not proved" in joined and "evidence, not a proof" in joined
     assert "obligation" not in out and "---" not in out
 
 
