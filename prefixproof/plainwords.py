@@ -96,8 +96,11 @@ def _other_sentence(records: Sequence[Record], verdict: Verdict) -> str:
         if r.verdict is Verdict.CHECKED:
             parts.append(f"{r.obligation} checked on {_covered(r)} in {r.arithmetic}")
         elif r.verdict is Verdict.SAMPLED:
-            parts.append(f"{r.obligation} not proved: no failure in {_covered(r)} (seed {r.seed}) in "
-                         f"{r.arithmetic}, which is evidence, not a proof")
+            worst = (r.details or {}).get("worst_error_over_tolerance")
+            how = f"no failure in {_covered(r)}" if r.coverage is not None else f"no failure: {r.method}"
+            parts.append(f"{r.obligation} not proved: {how} (seed {r.seed}, {r.arithmetic})"
+                         + (f", the worst error {worst:.2g} of its tolerance" if isinstance(worst, float) else "")
+                         + "; that is evidence, not a proof")
         else:
             parts.append(f"{r.obligation} {r.verdict.name}")
     return "; ".join(parts) + "."
