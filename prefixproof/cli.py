@@ -133,7 +133,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="restrict to this claim (repeatable; default all six)")
     st.add_argument("--workers", type=_positive, help="processes (default: 2 for the full run, 1 with --quick)")
     st.add_argument("--json", metavar="PATH", help="also write every mutant's truth and verdict as JSON")
-    st.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
     xc = sub.add_parser("crosscheck", help="cross-check against PyTorch, Hugging Face GPT-2, PEFT and MiniLM "
                         "(needs the torch extra)")
@@ -159,7 +158,34 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--input", help="user tokens: text for ASCII models, comma-separated ids otherwise")
     gen.add_argument("--verbose", action="store_true", help="also print the decode margins")
     _add_memory_option(p, default_budget())
+    _add_quiet(sub)
     return p
+
+
+QUIET_HELP = {
+    "verify": "print only one plain sentence per claim (no table, no progress)",
+    "precision": "print only one sentence per format and sweep (no table, no progress)",
+    "crosscheck": "print only one summary line per target and the overall summary (no tables, no progress)",
+    "fuzz": "print only one line per property and one for the negative controls (no tables, no progress)",
+    "selftest": "no progress lines on stderr; print only the summary lines (no table)",
+    "build": "accepted for uniformity: build already prints one summary line",
+    "generate": "accepted for uniformity: generate prints only the generated text unless --verbose",
+    "plot": "print only the list of files written",
+}
+
+
+def _add_quiet(sub: argparse._SubParsersAction) -> None:
+    """`--quiet` on every command: the summary only."""
+    for name, parser in sub.choices.items():
+        nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:  # build CONSTRUCTION ...: the option goes after the construction's name
+            for child in nested[0].choices.values():
+                child.add_argument("--quiet", action="store_true", help=QUIET_HELP.get(name, "summary only"))
+            continue
+        if not any("--quiet" in a.option_strings for a in parser._actions):
+            parser.add_argument("--quiet", action="store_true", help=QUIET_HELP.get(name, "summary only"))
+        else:
+            next(a for a in parser._actions if "--quiet" in a.option_strings).help = QUIET_HELP.get(name)
 
 
 INPUTS = ("weights", "map_file", "replay", "dir")  # argument names whose paths a run reads
@@ -251,13 +277,13 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
         return cmd_build(args)
     if args.command == "selftest":
         from prefixproof.commands.verify import cmd_selftest
-        return cmd_selftest(args)
+        return cmd_selftest(args, argv)
     if args.command == "fuzz":
         from prefixproof.commands.fuzz import cmd_fuzz
         return cmd_fuzz(args, argv)
     if args.command == "precision":
         from prefixproof.commands.verify import cmd_precision
-        return cmd_precision(args)
+        return cmd_precision(args, argv)
     if args.command == "crosscheck":
         from prefixproof.commands.crosscheck import cmd_crosscheck
         return cmd_crosscheck(args, argv)

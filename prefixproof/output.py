@@ -1,12 +1,11 @@
 """The one table renderer and the one JSON writer of every command.
 
-Tables are rendered by `rich` to plain text that fits the terminal (or `width`): long cells wrap onto
-more lines, never get cut. JSON reports are written atomically: to a temporary file beside the target,
+Tables are plain text that fits the terminal (or `width`): long cells wrap onto more lines at spaces,
+never get cut (`render_table`). JSON reports are written atomically: to a temporary file beside the target,
 flushed, then renamed over it, so a crash leaves the old file or the new one, never half of one.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -23,25 +22,65 @@ def terminal_width() -> int:
     return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
 
 
-def render_table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, width: int | None = None,
-                 title: str | None = None) -> str:
-    """Plain-text table; cells wrap (word boundaries first, then anywhere) so no line exceeds `width`."""
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
+GAP = "  "  # between columns
 
-    rule = box.Box("    \n    \n -- \n    \n    \n    \n    \n    \n", ascii=True)  # a dashed rule under the header
-    table = Table(*header, box=rule, title=title, title_justify="left", show_edge=False,
-                  pad_edge=False, header_style="", title_style="")
-    for column in table.columns:
-        column.overflow = "fold"
-    for row in rows:
-        table.add_row(*("-" if cell is None else str(cell) for cell in row))
-    buf = io.StringIO()
-    console = Console(file=buf, width=width or terminal_width(), color_system=None, force_terminal=False,
-                      legacy_windows=False, emoji=False, highlight=False, markup=False, soft_wrap=False)
-    console.print(table)
-    return "\n".join(line.rstrip() for line in buf.getvalue().rstrip("\n").split("\n"))
+
+def wrap_cell(text: str, width: int) -> list[str]:
+    """A cell's text as lines of at most `width` characters: at spaces first, inside a word only when the word
+    alone is wider than the column. Explicit newlines are kept. Nothing is dropped: the lines joined give back
+    every non-space character in order."""
+    import textwrap
+
+    out: list[str] = []
+    for part in text.split("\n"):
+        out += textwrap.wrap(part, max(width, 1), break_long_words=True, break_on_hyphens=False) or [""]
+    return out
+
+
+def column_widths(columns: Sequence[Sequence[str]], available: int) -> list[int]:
+    """Widths that fit `available` characters: every column starts at its natural width; while too wide, the
+    widest column that is still wider than its longest word gives up one character; only when every column is
+    down to its longest word are words split."""
+    natural = [max((len(line) for cell in col for line in cell.split("\n")), default=1) or 1 for col in columns]
+    word = [max((len(w) for cell in col for w in cell.split()), default=1) or 1 for col in columns]
+    widths = list(natural)
+    while sum(widths) > available:
+        shrinkable = [c for c in range(len(widths)) if widths[c] > word[c]] or \
+            [c for c in range(len(widths)) if widths[c] > 1]
+        if not shrinkable:
+            break
+        c = max(shrinkable, key=lambda k: (widths[k], -k))
+        widths[c] -= 1
+    return widths
+
+
+def render_table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, width: int | None = None,
+                 title: str | None = None, notes: Sequence[str | None] | None = None,
+                 note_indent: int = 4) -> str:
+    """Plain-text table that fits `width` (default: the terminal's). Cells wrap at spaces (inside a word only
+    when the word alone is wider than its column) and are never cut; a dashed rule sits under the header.
+    `notes[i]`, when given, is printed under row i across the whole width, indented and wrapped (for a long
+    text such as the method, which would make a column too narrow)."""
+    width = width or terminal_width()
+    head = [str(h) for h in header]
+    body = [["-" if cell is None else str(cell) for cell in row] for row in rows]
+    columns = [[head[c], *(row[c] for row in body)] for c in range(len(head))]
+    widths = column_widths(columns, max(width - len(GAP) * (len(head) - 1), len(head)))
+
+    def lines_of(cells: Sequence[str]) -> list[str]:
+        wrapped = [wrap_cell(cell, w) for cell, w in zip(cells, widths)]
+        height = max(len(w) for w in wrapped)
+        return [GAP.join(w[i].ljust(widths[c]) if i < len(w) else " " * widths[c] for c, w in enumerate(wrapped))
+                .rstrip() for i in range(height)]
+
+    out = wrap_cell(title, width) if title else []
+    out += lines_of(head)
+    out.append(GAP.join("-" * w for w in widths))
+    for i, row in enumerate(body):
+        out += lines_of(row)
+        if notes and notes[i]:
+            out += [" " * note_indent + line for line in wrap_cell(notes[i], width - note_indent)]
+    return "\n".join(out)
 
 
 def json_safe(value: Any) -> Any:

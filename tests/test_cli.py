@@ -17,7 +17,9 @@ def test_verify_defaults_both_theorems(capsys, tmp_path):
     report = tmp_path / "r.json"
     code, out, err = run(capsys, "verify", "theorem1", "theorem2", "--samples", "30", "--json", str(report))
     assert code == 0
-    assert re.search(r"^theorem1 +decode ", out, re.M) and re.search(r"^theorem2 +decode ", out, re.M)
+    # one row per obligation; the claim is named on its first row
+    assert re.search(r"^theorem1 +decode-lemma ", out, re.M) and re.search(r"^theorem2 +decode-lemma ", out, re.M)
+    assert len(re.findall(r"^ +decode +CERTIFIED ", out, re.M)) == 2
     assert "all 95^20 (log10 39.55)" in out
     doc = json.loads(report.read_text())
     assert doc["exit_status"] == 0
@@ -186,13 +188,26 @@ def test_exception_inside_an_evaluator_exits_nonzero_with_error(capsys, monkeypa
     assert "theorem2 (V=5): ERROR" in out
 
 
-def test_default_verify_runs_every_claim_and_reports_json(capsys, tmp_path):
+def test_default_verify_runs_every_claim_and_reports_json(capsys, tmp_path, monkeypatch):
     """The Quick start's `prefixproof verify`: every claim ends PROVED, CERTIFIED or CHECKED, and the JSON report writes
-    (coverage counts far beyond 2^53 digits included)."""
+    (coverage counts far beyond 2^53 digits included) and validates against its shipped schema. At 100 columns no
+    line is wider and no record's text is cut."""
+    from prefixproof.schemas import validate
+    from tablecheck import read_table, squeeze
+
+    monkeypatch.setenv("COLUMNS", "100")
     report = tmp_path / "r.json"
     code, out, _ = run(capsys, "verify", "--json", str(report))
     doc = json.loads(report.read_text())
     assert code == 0 and doc["exit_status"] == 0
+    validate(doc)
+    assert max(len(line) for line in out.split("\n")) <= 100
+    cells, notes, _ = read_table(out)
+    for c in doc["claims"]:
+        assert squeeze(c["claim"]) in cells[0] and squeeze(c["summary"]) in squeeze(out)
+        for o in c["obligations"]:
+            assert squeeze(o["obligation"]) in cells[1] and squeeze(o["verdict"]) in cells[2]
+            assert squeeze(f"method: {o['method']}; arithmetic: {o['arithmetic']}") in notes
     from prefixproof.theorems import THEOREMS
 
     assert [c["claim"] for c in doc["claims"]] == list(THEOREMS)
@@ -214,6 +229,6 @@ def test_verify_output_fits_100_columns(capsys, monkeypatch):
     # nothing is cut: every word of the certificate's method cell is printed, and the wrapped explanation
     # lines below the table read whole once joined
     words = set(out.split())
-    assert {"structured", "interval", "certificate", "cross-checked:", "execution]"} <= words and "..." not in out
+    assert {"structured", "interval", "certificate", "cross-checked:", "execution"} <= words and "..." not in out
     joined = " ".join(" ".join(lines).split())
     assert "decode: CERTIFIED for every input in float64 execution" in joined

@@ -120,6 +120,6 @@ def test_verify_weights_of_a_long_response_directory(tmp_path, capsys):
     out = capsys.readouterr().out
     # the weights are certified for every table; the directory's own prompt is checked on every input
     assert "long_response (V=95, R=2): CHECKED" in out and "decode: CERTIFIED for every input" in out
-    assert re.search(r"^long_response +stored-prompt .* CHECKED +all 95 ", out, re.M)
+    assert re.search(r"^ +stored-prompt +CHECKED +all 95 ", out, re.M)
     assert main(["verify", "--weights", str(d), "--claim", "multi_token"]) == 2
     assert "--claim conditional" in capsys.readouterr().err

@@ -1,5 +1,7 @@
 """`prefixproof crosscheck` and `prefixproof plot`: missing extras, bad input, JSON rows, controls flagged."""
 import json
+
+from prefixproof.schemas import validate
 import sys
 
 import numpy as np
@@ -44,6 +46,8 @@ def test_crosscheck_gpt2_peft_json(capsys, tmp_path, monkeypatch):
     assert code == 0
     assert "L2 H3" in out and "FALSIFIED (control: expected)" in out
     doc = json.loads(report.read_text())
+    validate(doc)  # the shipped schema (prefixproof/schemas/crosscheck.schema.json)
+    assert doc["versions"]["torch"] == doc["frameworks"]["torch"] and doc["arithmetic"] == ["float32"]
     assert doc["format"] == "prefixproof-crosscheck" and doc["exit_status"] == 0
     rows = doc["rows"]
     real = [r for r in rows if not r["details"]["control"]]
@@ -88,7 +92,7 @@ def test_plot_renders_nonblank_pngs(capsys, tmp_path):
     assert [p.name for p, _ in written] == ["attention_numpy_L0_H0.png", "attention_numpy_L0_H1.png"]
     for path, stats in written:
         img = plt.imread(path)
-        assert img.shape[:2] == (900, 1500)
+        assert img.shape[:2] == (950, 1500)
         assert _nonblank(img)
         assert stats["max_difference"] < 1e-12 and 0 < stats["alpha_min"] < stats["alpha_max"] < 1
     blank = tmp_path / "blank.png"

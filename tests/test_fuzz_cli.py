@@ -6,6 +6,7 @@ import pytest
 from prefixproof.commands import fuzz as cmd_fuzz
 from prefixproof.verify.identities.runner import Plan, Stats, fuzz, run_chunk
 from clirun import run  # noqa: E402
+from prefixproof.schemas import validate
 
 
 
@@ -16,6 +17,8 @@ def test_fuzz_small_run_reports_every_property_and_flags_every_control(capsys, t
                          "--json", str(report), "--failures", str(tmp_path))
     assert code == 0, out + err
     doc = json.loads(report.read_text())
+    validate(doc)  # the shipped schema (prefixproof/schemas/fuzz.schema.json)
+    assert doc["seed"] == 0 and doc["command"][:2] == ["prefixproof", "fuzz"] and doc["versions"]["numpy"]
     assert set(doc["properties"]) == {"prefix_rescale", "prefix_bias", "soft_in_prefix"}
     for stats in doc["properties"].values():
         assert stats["examples"] == 25 and 0 <= stats["worst_ratio"] <= 1 and stats["counterexample"] is None
@@ -124,3 +127,13 @@ def test_greedy_shrinker_keeps_a_case_nothing_simpler_reproduces():
     simplest, _ = shrink(case, lambda c: c.heads >= 2)  # only "two heads" matters
     assert simplest.heads == 2 and simplest.layers == 1 and simplest.d == 1 and not simplest.padding
     assert simplest.qk_log10 == 0.0 and simplest.seed == 0
+
+
+def test_fuzz_quiet_prints_one_line_per_property_and_one_for_the_controls(capsys, tmp_path):
+    code, out, err = run(capsys, "fuzz", "--examples", "5", "--size", "small", "--workers", "1", "--quiet",
+                         "--failures", str(tmp_path))
+    assert code == 0 and err == ""
+    lines = out.strip().split("\n")
+    assert [line.split(":")[0] for line in lines] == ["prefix_rescale", "prefix_bias", "soft_in_prefix",
+                                                      "negative controls"]
+    assert "no counterexample in 5 random transformers" in lines[0] and "6 of 6 flagged" in lines[-1]

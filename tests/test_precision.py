@@ -7,6 +7,7 @@ from prefixproof.theorems.obligations.encoding import LookupEncoding
 from prefixproof.theorems.theorem2 import Theorem2Inputs
 from prefixproof.verify.numeric.decoding import check_decoding
 from prefixproof.cli import main
+from prefixproof.schemas import validate
 from prefixproof.audit.precision import decode_at, frontier
 from prefixproof.verify.verdict import Verdict
 
@@ -37,6 +38,7 @@ def test_precision_command_json(tmp_path, capsys):
     out = tmp_path / "p.json"
     assert main(["precision", "theorem2", "--dtype", "bfloat16", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
+    validate(doc)  # the shipped schema (prefixproof/schemas/precision.schema.json)
     (row,) = doc["formats"]["bfloat16"]
     assert row["largest_certified"] < row["first_not_certified"] <= row["first_falsified"]
     assert any(p["verdict"].startswith("FALSIFIED") for p in row["probes"])

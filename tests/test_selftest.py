@@ -7,6 +7,7 @@
 - the mutants cover every tensor, bias and head, and carry a refreshed fingerprint.
 """
 import ast
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from prefixproof.verify.semantics.generate import generate
 from prefixproof.audit.mutate_dir import TENSOR_OPS, Parts, _tensor_op, apply, specs_for
 from prefixproof.audit.plain_reader import greedy, read_dir
 from prefixproof.audit.plain_truth import claim_cases
+from prefixproof.schemas import validate
 from prefixproof.audit.selftest import (CLAIMS, DTYPES, _truth64, build_base, lenient_verifier, render, run_selftest,
                              to_json)
 
@@ -40,7 +42,11 @@ def test_quick_selftest_has_no_false_pass(quick):
     report = render(quick)
     assert not quick.false_passes, report
     assert all(c.ok for c in quick.controls), report
-    by = to_json(quick, True, 0)["counts"]
+    doc = to_json(quick, True, 0, ["prefixproof", "selftest", "--quick"])
+    validate(doc)  # the shipped schema (prefixproof/schemas/selftest.schema.json)
+    assert doc["arithmetic"] == list(DTYPES) and doc["exit_status"] == 0 and doc["versions"]["torch"] is None \
+        or "torch" in sys.modules
+    by = doc["counts"]
     assert set(by) == set(CLAIMS)
     for claim, per_dtype in by.items():
         assert set(per_dtype) == set(DTYPES)

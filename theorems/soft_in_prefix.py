@@ -1,6 +1,7 @@
 """soft_in_prefix: soft prompting is a special case of prefix-tuning, strictly (Petrov, Torr & Bibi 2024, Sec. 3-4)."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from fractions import Fraction
 
@@ -25,8 +26,9 @@ def run_inclusion(ctx: RunContext) -> Record:
     ok = w is None or w.ok
     note = (f"cross-check: {CROSS_CHECK_CASES} seeded random transformers, soft-prompt run vs prefix run per layer "
             f"through prefixproof.verify.semantics.forward.forward; worst error {0.0 if w is None else w.ratio:.3g} x tolerance")
-    return run_lemma(THEOREM.id, soft_prefix_lemma, ctx, note if ok else f"the forward pass disagrees ({w.name}): {note}",
-                     ok, t0)
+    rec = run_lemma(THEOREM.id, soft_prefix_lemma, ctx, note if ok else f"the forward pass disagrees ({w.name}): {note}",
+                    ok, t0)
+    return dataclasses.replace(rec, seed=ctx.seed)  # the cross-check drew its transformers with the seed
 
 
 def _stacked_key_value_rows(model) -> tuple[list[list[Fraction]], list[tuple[str, str, int]]]:

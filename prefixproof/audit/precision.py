@@ -183,12 +183,68 @@ def precision_report(theorem_id: str, dtypes: list[str], say: Callable[[str], No
     return report
 
 
-def render(theorem_id: str, report: dict[str, list[Frontier]]) -> str:
-    lines = [f"Precision report for {theorem_id}: weights, encodings, activations and accumulations rounded to the "
-             "format (docs/certificates.md)", ""]
+def sentence(theorem_id: str, dtype: str, f: Frontier) -> str:
+    """One plain sentence for one sweep: how far the claim is certified in the format, and where it breaks."""
+    fixed = ", ".join(f"{k}={v}" for k, v in f.fixed.items())
+    where = f"{theorem_id} in {dtype}, {f.axis} growing" + (f" at {fixed}" if fixed else "")
+    cap = dict((a, c) for a, fx, c in SWEEPS.get(theorem_id, []) if fx == f.fixed).get(f.axis, V_CAP)
+    if f.first_fail is None:
+        return (f"{where}: certified for every input at every size tried, up to {f.axis}={f.largest_ok}"
+                + (" (the search stops there)." if f.largest_ok == cap else "."))
+    every = "every size" if f.below_all_probed else "the sizes probed"
+    if f.largest_ok is None:
+        text = f"{where}: not certified even at the smallest size tried ({f.axis}={f.first_fail})"
+    else:
+        text = (f"{where}: certified for every input at {every} up to {f.axis}={f.largest_ok} (a sound bound on "
+                f"every {dtype} execution: any rounding order, fused or not); not certified from "
+                f"{f.axis}={f.first_fail}")
+    if f.first_falsified is None:
+        sizes = f.scan.get("sizes_scanned") or []
+        text += (", but no input that really decodes wrongly was found" +
+                 (f" at sizes {sizes[0]} to {sizes[-1]}" if sizes else "") +
+                 ", so there the claim is undecided, not false")
+    else:
+        which = "the first size" if f.falsified_label == "first" else \
+            "the smallest size found (smaller sizes were not all checked over every input)"
+        text += f"; a real {dtype} run decodes wrongly at {f.axis}={f.first_falsified}, {which}"
+    return text + "."
+
+
+def to_json(theorem_id: str, report: dict[str, list[Frontier]], command: list[str]) -> dict[str, Any]:
+    """The precision report (docs/report.md, "precision"). The sweeps are deterministic: `seed` is the seed of
+    every counterexample search (always 0)."""
+    from prefixproof.report import provenance
+
+    return {"format": "prefixproof-precision", "format_version": 1, **provenance(command, list(report)),
+            "exit_status": 0, "theorem": theorem_id, "seed": 0,
+            "formats": {d: [{**f.to_json(), "summary": sentence(theorem_id, d, f)} for f in fs]
+                        for d, fs in report.items()}}
+
+
+def render(theorem_id: str, report: dict[str, list[Frontier]], quiet: bool = False) -> str:
+    """The precision report for the terminal; `quiet`: the plain sentences only. Wrapped to the terminal."""
+    import textwrap
+
+    from prefixproof.output import terminal_width
+
+    width = terminal_width()
+    lines: list[str] = []
+
+    def say(text: str, indent: str = "") -> None:
+        lines.extend(textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=indent + "    ",
+                                   break_long_words=True, break_on_hyphens=False) or [""])
+
+    if quiet:
+        for dtype, frontiers in report.items():
+            for f in frontiers:
+                say(sentence(theorem_id, dtype, f))
+        return "\n".join(lines)
+    say(f"Precision report for {theorem_id}: weights, encodings, activations and accumulations rounded to the "
+        "format (docs/certificates.md)")
+    lines.append("")
     head = ("format", "axis", "fixed", "largest certified", "first not certified", "first counterexample",
-            "certified / first cx", "scanned", "verdict at first not certified")
-    rows = []
+            "certified / first cx", "sizes scanned")
+    rows, notes = [], []
     for dtype, frontiers in report.items():
         for f in frontiers:
             fixed = ", ".join(f"{k}={v}" for k, v in f.fixed.items()) or "-"
@@ -199,22 +255,28 @@ def render(theorem_id: str, report: dict[str, list[Frontier]]) -> str:
                          "-" if f.first_falsified is None else
                          (str(f.first_falsified) if f.falsified_label == "first" else f"{f.first_falsified} (smallest found)"),
                          "-" if f.ratio is None else f"{f.ratio:.0%}",
-                         _scanned(f.scan),
-                         "-" if f.fail_record is None else f.fail_record.verdict_text))
-    lines += render_table(head, rows).split("\n")
+                         _scanned(f.scan)))
+            notes.append(None if f.fail_record is None else
+                         f"verdict at {f.axis}={f.first_fail}: {f.fail_record.verdict_text}")
+    lines += render_table(head, rows, width=width, notes=notes).split("\n")
     for dtype, frontiers in report.items():
         for f in frontiers:
             rec = f.falsified_record
             if rec is not None and rec.counterexample:
                 ce = rec.counterexample
-                what = {k: _short(ce[k]) for k in ("target", "map", "input", "expected", "failing_position") if k in ce}
-                lines.append(f"  {dtype} {f.axis}={f.first_falsified}: counterexample {what} in "
-                             f"{ce.get('execution', dtype)}; confirmed by "
-                             f"{ce['confirmation']['method']} -> {ce['confirmation'].get('generated')!r}")
-    lines += ["", "first counterexample: a linear scan of every size above the certified frontier, each size run by "
-              "the certificate's counterexample search and an adversarial sweep of every (row, value) box, in every "
-              "execution the format names (numpy's own kernels, and fused rounding). \"smallest found\": some size "
-              "scanned below it was not checked over all its inputs, so it is not proven the first."]
+                what = {k: ce[k] for k in ("target", "map", "input", "expected", "failing_position") if k in ce}
+                say(f"{dtype} {f.axis}={f.first_falsified}: counterexample {what} in "
+                    f"{ce.get('execution', dtype)}; confirmed by "
+                    f"{ce['confirmation']['method']} -> {ce['confirmation'].get('generated')!r}", "  ")
+    lines.append("")
+    say("first counterexample: a linear scan of every size above the certified frontier, each size run by "
+        "the certificate's counterexample search and an adversarial sweep of every (row, value) box, in every "
+        "execution the format names (numpy's own kernels, and fused rounding). \"smallest found\": some size "
+        "scanned below it was not checked over all its inputs, so it is not proven the first.")
+    lines += ["", "In plain words:"]
+    for dtype, frontiers in report.items():
+        for f in frontiers:
+            say(sentence(theorem_id, dtype, f), "  ")
     return "\n".join(lines)
 
 
@@ -222,10 +284,5 @@ def _scanned(scan: dict[str, Any]) -> str:
     sizes = scan.get("sizes_scanned") or []
     if not sizes:
         return "-"
-    text = f"{sizes[0]}..{sizes[-1]}" if sizes == list(range(sizes[0], sizes[-1] + 1)) else ",".join(map(str, sizes))
+    text = f"{sizes[0]}..{sizes[-1]}" if sizes == list(range(sizes[0], sizes[-1] + 1)) else ", ".join(map(str, sizes))
     return text + ("" if scan.get("linear", True) else " then doubling")
-
-
-def _short(value: Any, limit: int = 60) -> Any:
-    text = str(value)
-    return value if len(text) <= limit else text[:limit] + "..."

@@ -341,15 +341,15 @@ def counts(result: Result) -> dict[str, dict[str, dict[str, int]]]:
     return out
 
 
-def render(result: Result) -> str:
+def render(result: Result, quiet: bool = False) -> str:
+    """The table per claim and dtype, then the false passes, errors and controls; `quiet`: no table."""
     head = ("claim", "dtype", "mutants", *CATEGORIES)
     lines = []
     for claim, by in counts(result).items():
         for dtype, c in by.items():
             lines.append((claim, dtype, *(str(c[k]) for k in ("mutants", *CATEGORIES))))
-    text = render_table(head, lines).split("\n")
+    text = [] if quiet else render_table(head, lines).split("\n") + [""]
     fp = result.false_passes
-    text.append("")
     text.append(f"false passes: {len(fp)}" + ("" if not fp else " (a truly broken mutant the verifier passed)"))
     for r in fp:
         text.append(f"  FALSE PASS {r.claim} [{r.dtype}] {r.mutant} ({r.edit}): {r.verdict} - {r.detail}; "
@@ -365,7 +365,12 @@ def render(result: Result) -> str:
     return "\n".join(text)
 
 
-def to_json(result: Result, quick: bool, seed: int) -> dict[str, Any]:
-    return {"format": "prefixproof-selftest", "quick": quick, "seed": seed, "seconds": round(result.seconds, 2),
+def to_json(result: Result, quick: bool, seed: int, command: list[str] | None = None) -> dict[str, Any]:
+    from prefixproof.report import provenance
+
+    return {"format": "prefixproof-selftest", "format_version": 1,
+            **provenance(command or ["prefixproof", "selftest"], DTYPES),
+            "exit_status": 0 if result.ok else 1,
+            "quick": quick, "seed": seed, "seconds": round(result.seconds, 2),
             "ok": result.ok, "params": result.params, "counts": counts(result),
             "mutants": [asdict(r) for r in result.rows], "controls": [asdict(c) for c in result.controls]}

@@ -12,7 +12,6 @@ Needs the `torch` extra; without it, one line naming the install command and exi
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import platform
 import sys
 from pathlib import Path
@@ -138,17 +137,20 @@ def cmd_crosscheck(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     records: list[Record] = []
     for name in targets:
-        print(f"== {name}: {METHODS.get(name, 'torch module vs numpy evaluator, every exported construction')}",
-              file=sys.stderr, flush=True)
+        if not args.quiet:
+            print(f"== {name}: {METHODS.get(name, 'torch module vs numpy evaluator, every exported construction')}",
+                  file=sys.stderr, flush=True)
         rows = run_target(name, ident, low, args.weights or [])
-        print(f"\n## {name}\n{render(rows)}\n{name}: {summary(rows)}")
+        print(f"{name}: {summary(rows)}" if args.quiet else f"\n## {name}\n{render(rows)}\n{name}: {summary(rows)}")
         records += rows
     status = exit_status(records)
-    print(f"\nall: {summary(records)}; exit status {status}")
+    print(f"{'' if args.quiet else chr(10)}all: {summary(records)}; exit status {status}")
     if args.json:
-        doc = {"format": "prefixproof-crosscheck", "format_version": 1,
-               "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-               "command": ["prefixproof", *argv], "versions": _versions(), "exit_status": status,
+        from prefixproof.report import provenance
+
+        used = [r.dtype for r in records if r.dtype] or [*ident, *low]
+        doc = {"format": "prefixproof-crosscheck", "format_version": 1, **provenance(["prefixproof", *argv], used),
+               "frameworks": _versions(), "exit_status": status, "targets": targets,
                "rows": [r.to_json() for r in records]}
         write_json(args.json, doc, indent=1)
     return status

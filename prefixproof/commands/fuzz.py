@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
+import os
 import sys
 import time
 from pathlib import Path
@@ -51,14 +51,31 @@ def add_parser(sub: Any, positive: Any, seed: Any) -> None:
     f.add_argument("--replay", metavar="FILE", help="re-run a saved counterexample instead of fuzzing")
 
 
+def hypothesis_home() -> Path:
+    """Where hypothesis keeps its files during `fuzz`: $HYPOTHESIS_STORAGE_DIRECTORY when set, else
+    $XDG_CACHE_HOME/prefixproof/hypothesis (an absolute $XDG_CACHE_HOME only), else
+    ~/.cache/prefixproof/hypothesis. Never the working directory (hypothesis's own default is ./.hypothesis)."""
+    given = os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY")
+    if given:
+        return Path(given)
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    cache = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return cache / "prefixproof" / "hypothesis"
+
+
 def _hypothesis_available() -> None:
+    """Import hypothesis with its storage under the cache directory; the fuzz runs use no example database
+    (verify/identities/runner.py), but hypothesis also caches constants it finds in the code under test."""
     from prefixproof.usage import UsageError
 
+    home = hypothesis_home()
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(home)  # inherited by the worker processes
     try:
-        import hypothesis  # noqa: F401
+        from hypothesis.configuration import set_hypothesis_home_dir
     except ImportError:
         raise UsageError("fuzz needs the hypothesis package: pip install 'prefixproof[fuzz]' "
                          "(or pip install hypothesis)") from None
+    set_hypothesis_home_dir(home)
 
 
 def cmd_fuzz(args: argparse.Namespace, argv: list[str]) -> int:
@@ -78,11 +95,12 @@ def cmd_fuzz(args: argparse.Namespace, argv: list[str]) -> int:
     props = list(dict.fromkeys(args.property or PROPERTIES))
     examples = args.examples if args.examples or args.seconds else 2000
     plan = Plan(props, examples, args.seconds, args.seed, args.workers, args.size, engine=args.engine)
-    print(f"fuzz: {', '.join(props)}; {_budget(examples, args.seconds)}; seed {args.seed}; size {args.size}; "
-          f"engine {args.engine}; {args.workers} worker(s)", file=sys.stderr, flush=True)
+    if not args.quiet:
+        print(f"fuzz: {', '.join(props)}; {_budget(examples, args.seconds)}; seed {args.seed}; size {args.size}; "
+              f"engine {args.engine}; {args.workers} worker(s)", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     try:
-        results = fuzz(plan, _progress())
+        results = fuzz(plan, (lambda *a: None) if args.quiet else _progress())
         controls = {}
         if not args.no_controls:
             for name, c in CONTROLS.items():
@@ -95,12 +113,27 @@ def cmd_fuzz(args: argparse.Namespace, argv: list[str]) -> int:
     for prop, st in results.items():
         if st.failure is not None:
             saved[prop] = _save(st.failure, args.failures)
-    print(_table(results, controls, saved))
+    print(_summary(results, controls, saved) if args.quiet else _table(results, controls, saved))
     status = EXIT_FALSIFIED if saved else EXIT_ERROR if any(c.failure is None for c in controls.values()) else EXIT_OK
     if args.json:
         doc = _report(argv, plan, results, controls, saved, time.perf_counter() - t0, status)
         write_json(args.json, doc)
     return status
+
+
+def _summary(results, controls, saved) -> str:
+    """--quiet: one line per property, one for the negative controls."""
+    lines = []
+    for prop, st in results.items():
+        found = "no counterexample" if st.failure is None else f"COUNTEREXAMPLE, saved as {saved[prop]}"
+        lines.append(f"{prop}: {found} in {st.examples} random transformers; the worst error was {st.worst:.3g} "
+                     "of its tolerance")
+    if controls:
+        flagged = [n for n, st in controls.items() if st.failure is not None]
+        missed = [n for n in controls if n not in flagged]
+        lines.append(f"negative controls: {len(flagged)} of {len(controls)} flagged"
+                     + (f"; NOT flagged (the harness is broken): {', '.join(missed)}" if missed else ""))
+    return "\n".join(lines)
 
 
 def _budget(examples: int | None, seconds: float | None) -> str:
@@ -169,9 +202,11 @@ def _report(argv, plan, results, controls, saved, seconds, status) -> dict[str, 
                 "worst_case": None if st.worst_case is None else st.worst_case.to_json(),
                 "counterexample": None if st.failure is None else st.failure.to_json()}
 
+    from prefixproof.report import provenance
+
     return {
-        "format": REPORT_FORMAT, "format_version": 1, "command": ["prefixproof", *argv],
-        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "format": REPORT_FORMAT, "format_version": 1,
+        **provenance(["prefixproof", *argv], ["float32", "float64"]),  # each random case draws its dtype
         "seed": plan.seed, "workers": plan.workers, "size": plan.size, "engine": plan.engine,
         "seconds": round(seconds, 3),
         "exit_status": status,

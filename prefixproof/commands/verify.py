@@ -148,15 +148,16 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
     for theorem, params in plans:
         claim_alphabet = alphabet if args.weights else default_alphabet(params.get("V"))[1]
         ctx = RunContext(params=params, samples=args.samples or DEFAULT_SAMPLES.get(theorem.id, 1000),
-                         seed=args.seed, dtype=args.dtype, alphabet=claim_alphabet, progress=progress_printer(),
+                         seed=args.seed, dtype=args.dtype, alphabet=claim_alphabet,
+                         progress=None if args.quiet else progress_printer(),
                          levels=frozenset(LEVELS[args.level]), quick=args.level == "quick",
                          min_margin=args.min_margin, model=model, weights_sha256=sha,
                          extra=extra)
         results.append(ClaimResult(theorem, params, run_theorem(theorem, ctx),
                                    tuple(ob.id for ob in skipped(theorem, ctx))))
-    print(table(results))
+    print(table(results, quiet=args.quiet))
     if args.json:
-        write_json(args.json, results, ["prefixproof", *argv])
+        write_json(args.json, results, ["prefixproof", *argv], args.dtype, args.seed)
     return exit_status(results)
 
 
@@ -193,22 +194,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_precision(args: argparse.Namespace) -> int:
+def cmd_precision(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
 
     from prefixproof.audit.precision import precision_report, render
 
     check_writable(args.json)
     dtypes = list(dict.fromkeys(args.dtype or ["float64", "float32", "float16", "bfloat16"]))
-    report = precision_report(args.theorem, dtypes, lambda line: print(line, file=sys.stderr, flush=True))
-    print(render(args.theorem, report))
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    report = precision_report(args.theorem, dtypes, say)
+    print(render(args.theorem, report, quiet=args.quiet))
     if args.json:
-        doc = {"format": "prefixproof-precision", "theorem": args.theorem,
-               "formats": {d: [f.to_json() for f in fs] for d, fs in report.items()}}
-        write_doc(args.json, doc)
+        from prefixproof.audit.precision import to_json as precision_json
+
+        write_doc(args.json, precision_json(args.theorem, report, ["prefixproof", *argv]))
     return 0
 
 
-def cmd_selftest(args: argparse.Namespace) -> int:
+def cmd_selftest(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     """Exit 0 only when no truly broken mutant passes and every control behaves; 1 otherwise."""
 
     from prefixproof.audit.selftest import CLAIMS, render, run_selftest, to_json
@@ -217,7 +219,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     result = run_selftest(args.claim or tuple(CLAIMS), quick=args.quick, seed=args.seed,
                           workers=args.workers or (1 if args.quick else 2), say=say)
-    print(render(result))
+    print(render(result, quiet=args.quiet))
     if args.json:
-        write_doc(args.json, to_json(result, args.quick, args.seed), indent=1)
+        write_doc(args.json, to_json(result, args.quick, args.seed, ["prefixproof", *argv]), indent=1)
     return 0 if result.ok else 1

@@ -209,11 +209,12 @@ def _interval_verdict(spec: dict[str, Any], fmt: str) -> tuple[Verdict | None, s
 
     theorem, params = spec.get("construction"), spec.get("params")
     if theorem not in ("theorem1", "theorem2") or not isinstance(params, dict):
-        return None, "no interval result: not a known construction"
+        return None, (f"nothing compared: the interval precision path covers theorem1 and theorem2, not "
+                      f"{theorem or 'this construction'}")
     try:
         rec = decode_at(theorem, dict(params), fmt)
     except Exception as e:  # noqa: BLE001 - the interval path's failure is reported, never a pass
-        return None, f"interval path raised {type(e).__name__}: {str(e)[:80]}"
+        return None, f"nothing compared: the interval path raised {type(e).__name__}: {e}"
     return rec.verdict, f"interval path: {rec.verdict_text}"
 
 

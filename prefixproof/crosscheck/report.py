@@ -45,7 +45,13 @@ def summary(records: Sequence[Record]) -> str:
         e = r.details.get("max_error")
         if isinstance(e, float) and r.claim.startswith("prefix_"):
             worst[r.dtype] = max(worst.get(r.dtype, 0.0), e)
-    parts = [f"{ok} of {len(real)} checks CHECKED", f"{caught} of {len(ctrl)} negative controls flagged"]
+    if not real and not ctrl:
+        return "nothing was checked (no rows)"
+    parts = [f"{ok} of {len(real)} checks CHECKED" if real else "no check ran",
+             f"{caught} of {len(ctrl)} negative controls flagged" if ctrl else "no negative control ran"]
+    idle = [r for r in real if r.verdict is Verdict.UNKNOWN]
+    if idle:
+        parts.append(f"{len(idle)} compared nothing (UNKNOWN: the reason is in the row)")
     parts += [f"largest identity error {e:.2e} in {dt}" for dt, e in sorted(worst.items())]
     return "; ".join(parts)
 
