@@ -10,6 +10,7 @@ import numpy as np
 from prefixproof.constructions.alphabet import render
 from prefixproof.constructions.io import CONFIG, PROMPT, FormatError, load_model, load_prompt, read_json, weights_sha256
 from prefixproof.theorems import THEOREMS
+from prefixproof.verify.certify import recorder
 from prefixproof.theorems.obligations.base import LEVELS as BASE_LEVELS, RunContext
 from prefixproof.theorems.obligations.encoding import LookupEncoding
 from prefixproof.usage import UsageError, check_writable, default_alphabet
@@ -126,6 +127,9 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 raise UsageError(f"{cid}: {e}") from None
             plans.append((theorem, params))
         alphabet = None
+    if args.certificate and len(plans) != 1:
+        raise UsageError("--certificate writes one claim's certificate: name exactly one claim")
+    check_writable(args.certificate)
     results = []
     for theorem, params in plans:
         claim_alphabet = alphabet if args.weights else default_alphabet(params.get("V"))[1]
@@ -134,12 +138,40 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
                          levels=frozenset(LEVELS[args.level]), quick=args.level == "quick",
                          min_margin=args.min_margin, model=model, weights_sha256=sha,
                          extra={"weights_dir": args.weights} if _has_prompt(args.weights) else {})
-        results.append(ClaimResult(theorem, params, run_theorem(theorem, ctx),
-                                   tuple(ob.id for ob in skipped(theorem, ctx))))
+        with recorder.recording() as sessions:
+            records = run_theorem(theorem, ctx)
+        results.append(ClaimResult(theorem, params, records, tuple(ob.id for ob in skipped(theorem, ctx))))
     print(table(results))
+    if args.certificate:
+        _write_certificate(args.certificate, results[0].records, sessions)
     if args.json:
         write_json(args.json, results, ["prefixproof", *argv])
     return exit_status(results)
+
+
+def _write_certificate(path: str, records: list, sessions: list) -> None:
+    """The certificate of the CERTIFIED decode record (docs/certificate-format.md), or a one-line error."""
+    from prefixproof import certificate
+
+    rec = next((r for r in records if r.obligation == "decode"), None)
+    done = [s for s in sessions if s.result is not None and s.result.certified]
+    if rec is None or rec.verdict.name != "CERTIFIED" or not done:
+        why = "no decode obligation" if rec is None else f"decode is {rec.verdict_text}"
+        if rec is not None and rec.verdict.name == "CERTIFIED":
+            why = "this claim's certificate engine has no certificate format yet"
+        raise UsageError(f"--certificate: nothing certified to write ({why})")
+    try:
+        header, arrays = certificate.build(done[-1], rec.claim, rec.params, rec.dtype, rec.weights_sha256,
+                                           rec_margin(rec))
+    except certificate.CertificateError as e:
+        raise UsageError(f"--certificate: {e}") from None
+    certificate.write(path, header, arrays)
+    print(f"wrote certificate {path}: {len(arrays['blocks.row'])} blocks, margin >= {header['margin']:.6g}; "
+          f"check it with: prefixproof check {path} --weights DIR")
+
+
+def rec_margin(rec) -> float:
+    return float((rec.details.get("certificate") or {}).get("demanded_margin", 0.0))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
