@@ -77,18 +77,21 @@ def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerpr
     keep = _form_range((f["c_lo"], f["c_hi"]), (f["b_lo"], f["b_hi"]), T)[1] > 0
     order = np.lexsort((f["units"][keep], f["rows"][keep]))
     blk, codes = _blocks(session.notes, n_relu)
+    u = session.ex.u  # the executed format's unit roundoff: low precision needs room in proportion
+    pad_att, pad_form, pad_margin = max(PAD_ATT, 2**5 * u), max(2.0**-36, 2**5 * u), max(PAD_MARGIN, 2**12 * u)
     arrays = {
-        "attention.lo": np.clip(_dn(att["lo"], PAD_ATT), 0.0, 1.0), "attention.hi": np.clip(_up(att["hi"], PAD_ATT), 0, 1),
+        "attention.lo": np.clip(_dn(att["lo"], pad_att), 0.0, 1.0), "attention.hi": np.clip(_up(att["hi"], pad_att), 0, 1),
         "forms.row": f["rows"][keep][order].astype(np.int64), "forms.unit": f["units"][keep][order].astype(np.int64),
         "blocks.row": blk["row"].astype(np.int64), "blocks.ya": blk["ya"].astype(np.int64),
-        "blocks.yb": blk["yb"].astype(np.int64), "blocks.margin": _dn(blk["margin"], PAD_MARGIN),
+        "blocks.yb": blk["yb"].astype(np.int64), "blocks.margin": _dn(blk["margin"], pad_margin),
     }
     # room for a checker's own (looser, equally sound) rounding bounds: 8 x the engine's executed-rounding bound of
     # the unit, plus 2^-36 (1 + |c|) for the float64 rounding of the composed maps W1 W_O W_V
-    slack = 8 * att["err1"][arrays["forms.unit"]] + 2.0**-36 * (1 + np.abs(f["c_lo"][keep][order]))
+    slack = 8 * att["err1"][arrays["forms.unit"]] + pad_form * (1 + np.abs(f["c_lo"][keep][order]))
     for name, sign in (("c_lo", -1), ("b_lo", -1), ("c_hi", 1), ("b_hi", 1)):
         x = f[name][keep][order] + (sign * slack if name[0] == "c" else 0.0)
-        arrays[f"forms.{name}"] = _dn(x, PAD_FORM) if sign < 0 else _up(x, PAD_FORM)
+        rel = PAD_FORM if name[0] == "c" else PAD_FORM + 2 * pad_att
+        arrays[f"forms.{name}"] = _dn(x, rel) if sign < 0 else _up(x, rel)
     for k, c in enumerate(codes):
         arrays[f"relu.{k}"] = np.ascontiguousarray(c)
     H, R, n = att["lo"].shape
@@ -97,6 +100,32 @@ def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerpr
               "margin": float(arrays["blocks.margin"].min()), "rows": int(R), "values": int(rows.V), "heads": int(H),
               "positions": int(n), "layers": n_relu, "generator": "prefixproof structured interval certificate"}
     return header, arrays
+
+
+def settle(header: dict[str, Any], arrays: dict[str, np.ndarray], weights_dir: str | Path) -> None:
+    """Lower each block's claimed margin to the independent checker's own bound where that is smaller.
+
+    In low precision the checker's rounding bounds are looser than the engine's, so the engine's margin may
+    not be confirmable; both are sound lower bounds, so their minimum is too. Raises CertificateError when a
+    block then falls to the demanded margin or below (the certificate could not be checked).
+    """
+    from prefixproof.checker import files, main
+
+    got: list[np.ndarray] = []
+    with tempfile.TemporaryDirectory(prefix="prefixproof-cert-") as tmp:
+        draft = Path(tmp) / "draft.cert"
+        write(draft, header, arrays)
+        try:
+            main.check(draft, Path(weights_dir), say=lambda *_: None, seen=got.append)
+        except files.Reject as e:
+            if not got:
+                raise CertificateError(f"the independent checker rejects the draft at step {e}") from None
+    m = np.minimum(arrays["blocks.margin"], np.nextafter(got[0] * (1 - 2.0**-30), -np.inf))
+    if not np.all(m > header["demanded_margin"]) or not np.all(m > 0):
+        raise CertificateError(f"the independent checker's margin bound {float(got[0].min())!r} does not exceed the "
+                               f"demanded margin {header['demanded_margin']!r}")
+    arrays["blocks.margin"] = m
+    header["margin"] = float(m.min())
 
 
 def write(path: str | Path, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

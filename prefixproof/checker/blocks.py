@@ -75,7 +75,7 @@ def encoding_slack(tau: np.ndarray) -> float:
     return float(iv.up(float(worst.p) / float(worst.q))) * (1 + 4 * iv.U64)
 
 
-def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: float) -> float:
+def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: float, seen=None) -> float:
     """Check every block's ReLU decisions and decode inequality; return the smallest verified margin."""
     U, C, B = slots
     row, ya, yb = arrays["blocks.row"], arrays["blocks.ya"], arrays["blocks.yb"]
@@ -141,6 +141,8 @@ def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: fl
         far = np.where(a <= iv.dn(2.5 * inv), far, -np.inf)
         nb = np.where((y >= 2) | (y <= V - 3), np.minimum(nb, far), nb)
         margin[i] = np.maximum(margin[i], nb)
+    if seen is not None:  # the writer may lower its claims to bounds this checker can confirm
+        seen(margin)
     bad = ~(np.isfinite(claimed) & (claimed > demanded) & (claimed > 0) & (margin >= claimed))
     if bad.any():
         k = int(np.flatnonzero(bad)[0])

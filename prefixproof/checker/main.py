@@ -30,7 +30,7 @@ def _arr(arrays, name, shape, kind):
     return a.astype(np.float64) if kind == "f" else a.astype(np.int64)
 
 
-def check(cert: Path, weights: Path, say=print) -> float:
+def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     """Re-verify the certificate against the weights; return its margin. Raises Reject or Unusable."""
     iv.check_environment()
     head, arrays = read_certificate(cert)
@@ -122,7 +122,7 @@ def check(cert: Path, weights: Path, say=print) -> float:
     U[listed[0], slot] = listed[1]
     for arr, lo, hi in ((C, 2, 3), (B, 4, 5)):
         arr[0][listed[0], slot], arr[1][listed[0], slot] = listed[lo], listed[hi]
-    margin = blocks((U, C, B), middle, tail[-1], tau, arrays, float(head["demanded_margin"]), u, eta)
+    margin = blocks((U, C, B), middle, tail[-1], tau, arrays, float(head["demanded_margin"]), u, eta, seen)
     if head["margin"] != margin:
         raise Reject("margin", f"the header's margin {head['margin']!r} is not the smallest block margin {margin!r}")
     say(f"  blocks: {K} blocks cover {R} rows x {V} values; every ReLU decision and decode inequality holds")

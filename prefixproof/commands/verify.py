@@ -143,13 +143,13 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
         results.append(ClaimResult(theorem, params, records, tuple(ob.id for ob in skipped(theorem, ctx))))
     print(table(results))
     if args.certificate:
-        _write_certificate(args.certificate, results[0].records, sessions)
+        _write_certificate(args.certificate, results[0].records, sessions, args.weights)
     if args.json:
         write_json(args.json, results, ["prefixproof", *argv])
     return exit_status(results)
 
 
-def _write_certificate(path: str, records: list, sessions: list) -> None:
+def _write_certificate(path: str, records: list, sessions: list, weights_dir: str | None) -> None:
     """The certificate of the CERTIFIED decode record (docs/certificate-format.md), or a one-line error."""
     from prefixproof import certificate
 
@@ -163,6 +163,8 @@ def _write_certificate(path: str, records: list, sessions: list) -> None:
     try:
         header, arrays = certificate.build(done[-1], rec.claim, rec.params, rec.dtype, rec.weights_sha256,
                                            rec_margin(rec))
+        if rec.dtype != "float64" and weights_dir:
+            certificate.settle(header, arrays, weights_dir)
     except certificate.CertificateError as e:
         raise UsageError(f"--certificate: {e}") from None
     certificate.write(path, header, arrays)
