@@ -148,5 +148,8 @@ def run(cert: Path, weights: Path) -> int:
     except Reject as e:
         print(f"REJECTED at step {e}")
         return 1
+    except Exception as e:  # noqa: BLE001 - a certificate the checker cannot follow is rejected, never accepted
+        print(f"REJECTED: the checker could not follow the certificate ({type(e).__name__}: {str(e)[:200]})")
+        return 1
     print(f"ACCEPTED: every input decodes with margin >= {margin:.6g} ({time.perf_counter() - t0:.2f} s)")
     return 0
