@@ -7,7 +7,6 @@ import numpy as np
 from flint import fmpq
 
 from prefixproof.checker import iv
-from prefixproof.checker.attention import dense
 from prefixproof.checker.files import Reject
 
 
@@ -60,18 +59,9 @@ def _relu(c, b, T, code, single, layer: int, blk):
     return c, (np.where(on, b[0], 0.0), np.where(on, b[1], 0.0))
 
 
-def grid_fit(w: np.ndarray, c: np.ndarray) -> tuple[float, float]:
-    """(rho_w, rho_c) = max_j |w_j - 2j/V|, max_j |c_j + (j/V)^2|, exactly, rounded up."""
-    V = len(w)
-    fq = lambda x: fmpq(*float(x).as_integer_ratio())  # noqa: E731
-    rw = max(abs(fq(w[j]) - fmpq(2 * j, V)) for j in range(V))
-    rc = max(abs(fq(c[j]) + fmpq(j * j, V * V)) for j in range(V))
-    return float(iv.up(float(rw.p) / float(rw.q))) * (1 + 4 * iv.U64), float(iv.up(float(rc.p) / float(rc.q))) * (1 + 4 * iv.U64)
-
-
-def encoding_slack(tau: np.ndarray) -> float:
-    V = len(tau)
-    worst = max(abs(fmpq(*float(tau[y]).as_integer_ratio()) - fmpq(y, V)) for y in range(V))
+def exact_max(values: np.ndarray, grid) -> float:
+    """max_j |values_j - grid(j)| in exact rationals (grid(j) an fmpq), rounded up to a float."""
+    worst = max(abs(fmpq(*float(x).as_integer_ratio()) - grid(j)) for j, x in enumerate(values))
     return float(iv.up(float(worst.p) / float(worst.q))) * (1 + 4 * iv.U64)
 
 
@@ -108,10 +98,11 @@ def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: fl
     w, cf = final
     if c[0].shape[1] != 1 or w.shape != (V, 1):
         raise Reject("decode", "the decoder is not a one-input layer of V logits (outside certificate version 1)")
-    rho_w, rho_c = grid_fit(w[:, 0], cf)
+    rho_w = exact_max(w[:, 0], lambda j: fmpq(2 * j, V))  # distance to the grid decoder 2j/V x - (j/V)^2
+    rho_c = exact_max(cf, lambda j: -fmpq(j * j, V * V))
     c, b, T = (c[0][:, 0], c[1][:, 0]), (b[0][:, 0], b[1][:, 0]), (T[0][:, 0], T[1][:, 0])
     x = _form_range(c, b, T)
-    st = encoding_slack(tau)
+    st = exact_max(tau, lambda y: fmpq(y, V))  # max |tau(y) - y/V|
     e = iv.widen(iv.add(c, iv.mul((iv.dn(b[0] - 1), iv.up(b[1] - 1)), T)), st)  # x - y/V
     X = iv.mag(x)
     slack = iv.safe(2 * (rho_w * X + rho_c) + 2 * (iv.gamma(2, u) * (np.abs(w).max() * X + np.abs(cf).max())

@@ -64,9 +64,6 @@ class Weights:
     config: dict
     tensors: dict  # name -> float64 ndarray or CSR matrix
 
-    def t(self, name: str):
-        return self.tensors[name]
-
 
 def read_weights(directory: Path) -> Weights:
     if not directory.is_dir():

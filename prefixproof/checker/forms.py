@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from prefixproof.checker import iv
-from prefixproof.checker.attention import Inputs, dense, gather, rng
+from prefixproof.checker.attention import Inputs, gather, rng
 from prefixproof.checker.files import Reject
 
 

@@ -1,12 +1,12 @@
 """`prefixproof check FILE --weights DIR`: the steps in order; the first that fails is named (exit 1)."""
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 
 from prefixproof.checker import TRUSTED, iv
 from prefixproof.checker.attention import Inputs, dense, scores, softmax
@@ -43,11 +43,8 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     if fmt not in iv.FORMATS or set(head["execution"]) != {"format"}:
         raise Reject("format", f"execution {head['execution']!r} is not one of the formats {list(iv.FORMATS)}")
     u, eta, exp_u = iv.FORMATS[fmt]
-    if not isinstance(head["params"], dict):
-        raise Reject("claim", "params must be an object")
-    rows = claim_rows(head["claim"], head["params"], w.config)
-    cfg = w.config
-    layers = cfg["layers"]
+    cfg, layers = w.config, w.config["layers"]
+    rows = claim_rows(head["claim"], head["params"] if isinstance(head["params"], dict) else {}, cfg)
     if len(layers) != 1 or not layers[0]["causal"] or layers[0]["attn_residual"] or layers[0]["mlp_residual"] \
             or layers[0]["layernorm_eps"] is not None or layers[0]["mlp_layers"] < 2:
         raise Reject("claim", "the weights are outside the certified class (one causal layer, no residual, no "
@@ -55,11 +52,9 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     F = _np_format(fmt)
 
     def t(name):  # the weight rounded to the execution format, as float64
-        x = w.t(name)
+        x = w.tensors[name]
         if hasattr(x, "tocsr"):
-            x = x.tocsr().copy()
-            x.data = x.data.astype(F).astype(np.float64)
-            return x
+            return sp.csr_array((x.data.astype(F).astype(np.float64), x.indices, x.indptr), shape=x.shape)
         return x.astype(F).astype(np.float64)
     H, R, V, n = len(layers[0]["heads"]), len(rows.own), int(cfg["vocab"]), rows.n_positions
     mlp = [(t(f"layers.0.mlp.{k}.W"), dense(t(f"layers.0.mlp.{k}.b")).ravel()) for k in range(layers[0]["mlp_layers"])]
@@ -110,31 +105,20 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
 
     # Steps 3-4: blocks, ReLU decisions, decode inequalities; coverage.
     K = len(arrays["blocks.row"])
-    for k in ("row", "ya", "yb"):
-        arrays[f"blocks.{k}"] = _arr(arrays, f"blocks.{k}", (K,), "i")
-    arrays["blocks.margin"] = _arr(arrays, "blocks.margin", (K,), "f")
+    for k in ("row", "ya", "yb", "margin"):
+        arrays[f"blocks.{k}"] = _arr(arrays, f"blocks.{k}", (K,), "f" if k == "margin" else "i")
     coverage(arrays["blocks.row"], arrays["blocks.ya"], arrays["blocks.yb"], R, V)
     counts = np.bincount(listed[0], minlength=R)
     A_max = max(int(counts.max(initial=0)), 1)
     slot = np.arange(P) - np.repeat(np.cumsum(counts) - counts, counts)
-    U = np.full((R, A_max), -1)
-    C, B = (np.zeros((R, A_max)), np.zeros((R, A_max))), (np.zeros((R, A_max)), np.zeros((R, A_max)))
+    U, C, B = np.full((R, A_max), -1), np.zeros((2, R, A_max)), np.zeros((2, R, A_max))
     U[listed[0], slot] = listed[1]
-    for arr, lo, hi in ((C, 2, 3), (B, 4, 5)):
-        arr[0][listed[0], slot], arr[1][listed[0], slot] = listed[lo], listed[hi]
+    C[:, listed[0], slot], B[:, listed[0], slot] = listed[2:4], listed[4:6]
     margin = blocks((U, C, B), middle, tail[-1], tau, arrays, float(head["demanded_margin"]), u, eta, seen)
     if head["margin"] != margin:
         raise Reject("margin", f"the header's margin {head['margin']!r} is not the smallest block margin {margin!r}")
     say(f"  blocks: {K} blocks cover {R} rows x {V} values; every ReLU decision and decode inequality holds")
     return margin
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="prefixproof check", description="re-verify a certificate (independent checker)")
-    p.add_argument("certificate", type=Path)
-    p.add_argument("--weights", type=Path, required=True, metavar="DIR")
-    args = p.parse_args(argv)
-    return run(args.certificate, args.weights)
 
 
 def run(cert: Path, weights: Path) -> int:
