@@ -163,7 +163,10 @@ def _write_certificate(path: str, records: list, sessions: list, weights_dir: st
     try:
         header, arrays = certificate.build(done[-1], rec.claim, rec.params, rec.dtype, rec.weights_sha256,
                                            rec_margin(rec))
-        if rec.dtype != "float64" and weights_dir:
+        if rec.dtype != "float64":
+            if not weights_dir:
+                raise UsageError(f"--certificate in {rec.dtype} needs --weights DIR: the writer confirms its margins "
+                                 "with the independent checker against those files")
             certificate.settle(header, arrays, weights_dir)
     except certificate.CertificateError as e:
         raise UsageError(f"--certificate: {e}") from None
