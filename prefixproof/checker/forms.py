@@ -30,7 +30,7 @@ def exec_error(heads, W1, b1, xmag, A_hi_sum, n_pos: int, u: float, eta: float) 
     for (WV, WO), asum in zip(heads, A_hi_sum):
         nV, nO = iv.row_len(WV), iv.row_len(WO)
         vmag = iv.safe(iv.absm(WV) @ xmag, nV)
-        ev = iv.safe(iv.gamma(nV + 1, u) * vmag + (nV + 1) * eta, nV)
+        ev = iv.safe(iv.gamma(nV + 1, u) * vmag + (iv.absm(WV) @ np.full(len(xmag), eta)) + (nV + 1) * eta, nV)
         omag = iv.safe(asum * (vmag + ev), n_pos)
         eo = iv.safe(asum * ev + iv.gamma(n_pos + 1, u) * omag + (n_pos + 1) * eta, n_pos)
         wmag = iv.safe(iv.absm(WO) @ (omag + eo), nO)
