@@ -53,8 +53,7 @@ def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, lis
     # Row-uniform upper bound of every unit over the whole box; row-specific terms (the own payload column and
     # fixed tokens) are added per pair below, so a pair outside `touched` with upper <= 0 is dead.
     upper = iv.up(b1 + err1)
-    touched_r = [np.repeat(np.arange(R), hidden)] if rows.free_pos else []
-    touched_u = [np.tile(np.arange(hidden), R)] if rows.free_pos else []
+    touched_r, touched_u = [], []
     vals = []
     for h, (Gc, Gr) in enumerate(heads_G):
         v = {p: rng(Gc, Gr, *inp.x[p]) for p in inp.shared}
@@ -71,10 +70,12 @@ def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, lis
             touched_r.append(nz[1])
         vals.append((v, GE))
     alive = np.flatnonzero(upper > 0)
-    key = np.unique(np.concatenate([np.repeat(np.arange(R), len(alive)) * hidden + np.tile(alive, R)]
-                                   + [r.astype(np.int64) * hidden + u for r, u in zip(touched_r, touched_u)]))
     lkey = listed[0].astype(np.int64) * hidden + listed[1]
-    key = np.union1d(key, lkey)
+    if rows.free_pos:  # a free token may touch any unit: every pair
+        key = np.arange(R * hidden, dtype=np.int64)
+    else:
+        key = np.unique(np.concatenate([np.repeat(np.arange(R), len(alive)) * hidden + np.tile(alive, R), lkey]
+                                       + [r.astype(np.int64) * hidden + u for r, u in zip(touched_r, touched_u)]))
     r, u = key // hidden, key % hidden
     c = (iv.dn(b1[u] - err1[u]), iv.up(b1[u] + err1[u]))
     b = (np.zeros(len(r)), np.zeros(len(r)))
