@@ -74,8 +74,9 @@ def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, lis
     if rows.free_pos:  # a free token may touch any unit: every pair
         key = np.arange(R * hidden, dtype=np.int64)
     else:
-        key = np.unique(np.concatenate([np.repeat(np.arange(R), len(alive)) * hidden + np.tile(alive, R), lkey]
-                                       + [r.astype(np.int64) * hidden + u for r, u in zip(touched_r, touched_u)]))
+        key = np.sort(np.concatenate([np.repeat(np.arange(R), len(alive)) * hidden + np.tile(alive, R), lkey]
+                                     + [r.astype(np.int64) * hidden + u for r, u in zip(touched_r, touched_u)]))
+        key = key[np.concatenate([[True], key[1:] != key[:-1]])]  # distinct (np.unique hashes, far slower)
     r, u = key // hidden, key % hidden
     c = (iv.dn(b1[u] - err1[u]), iv.up(b1[u] + err1[u]))
     b = (np.zeros(len(r)), np.zeros(len(r)))
