@@ -67,7 +67,9 @@ def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerpr
     if res is None or not res.certified:
         raise CertificateError("the structured certificate did not certify this run; nothing to write")
     notes = dict((k, a) for k, a in session.notes if k in ("attention", "forms"))
-    att, f = notes["attention"], notes["forms"]
+    f, A_all = notes["forms"], notes["attention"]["A"]
+    att = {"lo": np.stack([A[0] for A in A_all]), "hi": np.stack([A[1] for A in A_all]),
+           "err1": notes["attention"]["err1"]}
     rows = session.claim
     # ReLU layers per batch: the "relu" notes before the first "blocks" note
     first_blocks = next(i for i, (k, _) in enumerate(session.notes) if k == "blocks")

@@ -225,3 +225,14 @@ def test_no_certificate_without_a_certified_decode(tmp_path, capsys):
     code, out, err = run(capsys, "verify", "--weights", tmp_path / "w", "--claim", "theorem2", "--level", "certify",
                          "--min-margin", "1", "--certificate", tmp_path / "c.cert")
     assert code == 2 and "nothing certified to write" in err and not (tmp_path / "c.cert").exists()
+
+
+def test_checker_runs_alone_as_a_module(t2):
+    import subprocess
+    import sys
+    ok = subprocess.run([sys.executable, "-m", "prefixproof.checker", str(t2 / "t2.cert"), "--weights", str(t2 / "w")],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "ACCEPTED" in ok.stdout, ok.stdout + ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "prefixproof.checker", str(t2 / "t2.cert")], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "usage" in bad.stderr

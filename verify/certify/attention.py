@@ -137,7 +137,7 @@ def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
         F_all.append(I.chain_product([W1, head.W_O, head.W_V]))
 
     err1 = _exec_error(layer, xmag, A_all, ex)
-    recorder.note("attention", lo=np.stack([A[0] for A in A_all]), hi=np.stack([A[1] for A in A_all]), err1=err1)
+    recorder.note("attention", A=A_all, err1=err1)
     att_min = float(min(A[0].max(axis=1).min() for A in A_all)) if R else 1.0
 
     pieces = []
