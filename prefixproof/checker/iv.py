@@ -9,18 +9,27 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-U64, ETA = 2.0**-53, 2.0**-1074
+U64, ETA, MAX = 2.0**-53, 2.0**-1074, float(np.finfo(np.float64).max)
 # format: (unit roundoff u, smallest subnormal eta, exp relative error bound in units of u)
 FORMATS = {"float64": (2.0**-53, 2.0**-1074, 8.0), "float32": (2.0**-24, 2.0**-149, 8.0),
            "float16": (2.0**-11, 2.0**-24, 2.0), "bfloat16": (2.0**-8, 2.0**-133, 2.0)}
 
 
+def _step(x, d: float):
+    """x + d (|x| 2^-52 + eta), d = +-1: at or beyond the float next to x in direction d, for every float x
+    (docs/certificate-format.md, "Outward steps"); -d inf goes to the largest finite float, as nextafter."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        s = np.abs(x) * 2.0**-52 + ETA
+        return np.where(x == -d * np.inf, -d * MAX, x + s if d > 0 else x - s)[()]
+
+
 def dn(x):
-    return np.nextafter(x, -np.inf)
+    return _step(x, -1.0)
 
 
 def up(x):
-    return np.nextafter(x, np.inf)
+    return _step(x, 1.0)
 
 
 def gamma(n: int, u: float = U64) -> float:
