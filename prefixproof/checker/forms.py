@@ -77,7 +77,26 @@ def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, lis
         key = np.sort(np.concatenate([np.repeat(np.arange(R), len(alive)) * hidden + np.tile(alive, R), lkey]
                                      + [r.astype(np.int64) * hidden + u for r, u in zip(touched_r, touched_u)]))
         key = key[np.concatenate([[True], key[1:] != key[:-1]])]  # distinct (np.unique hashes, far slower)
+    idx = np.searchsorted(key, lkey)
+    # A cheap upper bound of every pair's pre-activation first (docs/certificate-format.md, "forms"); the
+    # listed pairs and the pairs it cannot show dead get the interval forms below.
     r, u = key // hidden, key % hidden
+    Alo, Ahi = np.clip(A[0], 0, 1), np.clip(A[1], 0, 1)  # softmax weights lie in [0, 1]
+    S, M, n_t = b1[u] + err1[u], np.abs(b1[u]) + err1[u], 2
+    for h, (v, GE) in enumerate(vals):
+        for p in v:
+            w = v[p][1][u]
+            if p in rows.fixed_pos:
+                tok = rows.fixed_tok[r, rows.fixed_pos.index(p)]
+                w = iv.up(iv.up(w + gather(GE[0], u, tok)) + iv.safe(gather(GE[1], u, tok)))
+            t = np.maximum(Alo[h, r, p] * w, Ahi[h, r, p] * w)
+            S, M, n_t = S + t, M + np.abs(t), n_t + 1
+    cheap = iv.up(S + iv.safe(iv.gamma(n_t + 1) * iv.safe(M, n_t) + n_t * iv.ETA, 2))
+    pick = cheap > 0
+    pick[idx] = True
+    key = key[pick]
+    r, u = key // hidden, key % hidden
+    idx = np.searchsorted(key, lkey)
     c = (iv.dn(b1[u] - err1[u]), iv.up(b1[u] + err1[u]))
     b = (np.zeros(len(r)), np.zeros(len(r)))
     own, opos = rows.own[r], rows.own_pos[r]
@@ -109,7 +128,6 @@ def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, lis
             c = iv.add(c, iv.mul(a, val))
     T = (np.full(len(r), tmin), np.full(len(r), tmax))
     top = iv.add(c, iv.mul(b, T))[1]
-    idx = np.searchsorted(key, lkey)
     for name, mine, theirs, side in (("c", c[0][idx], listed[2], -1), ("c", c[1][idx], listed[3], 1),
                                      ("b", b[0][idx], listed[4], -1), ("b", b[1][idx], listed[5], 1)):
         bad = np.flatnonzero(mine < theirs if side < 0 else mine > theirs)
