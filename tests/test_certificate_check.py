@@ -236,3 +236,20 @@ def test_checker_runs_alone_as_a_module(t2):
     bad = subprocess.run([sys.executable, "-m", "prefixproof.checker", str(t2 / "t2.cert")], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "usage" in bad.stderr
+
+
+def test_outward_steps_reach_past_the_neighbouring_float():
+    from prefixproof.checker import iv
+
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 2**64 - 1, size=200_000, dtype=np.uint64).view(np.float64)
+    p = 2.0 ** np.arange(-1074, 1024.0)
+    x = np.concatenate([x[~np.isnan(x)], p, -p, np.nextafter(p, 0), -np.nextafter(p, 0), [0.0, -0.0, np.inf, -np.inf]])
+    with np.errstate(over="ignore"):
+        up, dn = iv.up(x), iv.dn(x)
+        assert np.all(up >= np.nextafter(x, np.inf)) and np.all(dn <= np.nextafter(x, -np.inf))
+        f, far = np.isfinite(x), np.nextafter(np.nextafter(np.nextafter(x, np.inf), np.inf), np.inf)
+        assert np.all(up[f] <= far[f])  # and at most three floats away (not needlessly loose)
+    assert iv.up(-np.inf) == -np.finfo(np.float64).max and np.isnan(iv.up(np.nan))
+    # negative control: a step that is too small (half an ulp) is caught by the same comparison
+    assert not np.all(x[np.isfinite(x)] + np.abs(x[np.isfinite(x)]) * 2.0**-54 >= np.nextafter(x, np.inf)[np.isfinite(x)])

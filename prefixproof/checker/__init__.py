@@ -10,7 +10,7 @@ docs/certificates.md ("Execution classes") and docs/certificate-format.md ("What
 TRUSTED = (
     "python-flint fmpq (exact rationals: the decoder's distance to the grid, the encoding slack)",
     "numpy float64: +, -, *, / and matrix products correctly rounded with round-to-nearest and gradual underflow "
-    "(checked at start-up), np.nextafter, and np.exp within 4 ulp",
+    "(checked at start-up), and np.exp within 4 ulp",
     "scipy.sparse for CSR products (the same IEEE arithmetic), safetensors' reader for the array files",
     "the rounding model of docs/certificates.md 'Execution classes' (per-operation u, eta, exp bound)",
     "the semantics of docs/semantics.md and the fingerprint recipe of docs/format.md",

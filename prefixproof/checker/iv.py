@@ -1,6 +1,6 @@
 """Outward-rounded float64 intervals (lo, hi) and the execution classes' rounding constants.
 
-Every result is stepped outward with nextafter, so [lo, hi] contains the exact real result of the operation
+Every result is stepped outward (up, dn: past the neighbouring float), so [lo, hi] contains the exact real result of the operation
 on any points of the operand intervals. Matrix products use midpoint-radius with the a-priori bound
 gamma_n |M| |c| for the product's own rounding (n non-zero terms per row).
 """
