@@ -22,16 +22,10 @@ def gather(M, i, j):
     return np.asarray(M[i, j]).ravel() if sp.issparse(M) else M[i, j]
 
 
-def pos_neg(M):
-    if sp.issparse(M):
-        M = sp.csr_array(M)
-        return M.maximum(0), M.minimum(0)
-    return np.maximum(M, 0), np.minimum(M, 0)
-
-
 def rng(Gc, Gr, lo, hi):
     """Range of g . x over g in [Gc - Gr, Gc + Gr] (rows) and independent x_k in [lo_k, hi_k] (columns)."""
-    P, N = pos_neg(Gc)
+    P, N = (sp.csr_array(Gc).maximum(0), sp.csr_array(Gc).minimum(0)) if sp.issparse(Gc) else \
+        (np.maximum(Gc, 0), np.minimum(Gc, 0))
     m = iv.mag((lo, hi))
     n = iv.row_len(Gc) + iv.row_len(Gr)
     L = np.asarray(P @ lo) + np.asarray(N @ hi)
@@ -48,22 +42,17 @@ class Inputs:
         self.E, self.P, self.rows, self.u, self.eta = E, Pos, rows, u, eta
         box = (np.zeros(d), np.zeros(d))
         box[0][rows.payload], box[1][rows.payload] = tmin, tmax
-        Ec = sp.csc_array(E) if sp.issparse(E) else E
-        elo = np.asarray(Ec.min(axis=0).toarray()).ravel() if sp.issparse(E) else E.min(axis=0)
-        ehi = np.asarray(Ec.max(axis=0).toarray()).ravel() if sp.issparse(E) else E.max(axis=0)
+        elo, ehi = dense(E.min(axis=0)).ravel(), dense(E.max(axis=0)).ravel()
         self.shared = list(range(rows.virtual)) + rows.free_pos
         self.x = {p: (iv.dn(Pos[p] + (box[0] if p < rows.virtual else elo)),
                       iv.up(Pos[p] + (box[1] if p < rows.virtual else ehi))) for p in self.shared}
-        self.xe = {p: self.exe(x) for p, x in self.x.items()}
+        self.xe = {p: iv.widen(x, iv.up(u * iv.mag(x) + eta)) for p, x in self.x.items()}
         self.emag = np.maximum(np.abs(elo), np.abs(ehi))
-
-    def exe(self, x):
-        return iv.widen(x, iv.up(self.u * iv.mag(x) + self.eta))
 
     def project(self, M, toks: np.ndarray, p: int, u: float):
         """Enclosure of the executed fl(M fl(E[tok] + P[p])) for each token: shape (out, len(toks))."""
         ME = M @ self.E.T
-        y = dense(ME[:, toks] if sp.issparse(ME) else ME[:, toks]) + np.asarray(M @ self.P[p])[:, None]
+        y = dense(ME[:, toks]) + np.asarray(M @ self.P[p])[:, None]
         A = iv.absm(M)
         S = dense((A @ iv.absm(self.E).T)[:, toks]) + np.asarray(A @ np.abs(self.P[p]))[:, None]
         n = iv.row_len(M)
@@ -82,27 +71,20 @@ def exec_lin(M, x, u: float, eta: float):
 def scores(head, inp: Inputs, rows, u: float, eta: float):
     """Executed scores fl(fl(q . k) fl(scale)) of every row and position: intervals of shape (R, n)."""
     WQ, WK, scale = head
-    R, n = len(rows.own), rows.n_positions
-    dk = WQ.shape[0]
-    q = (np.empty((R, dk)), np.empty((R, dk)))
-    k = (np.empty((R, n, dk)), np.empty((R, n, dk)))
-    for p in inp.shared:
-        kp = exec_lin(WK, inp.xe[p], u, eta)
-        k[0][:, p], k[1][:, p] = kp[0], kp[1]
+    R, n, dk = len(rows.own), rows.n_positions, WQ.shape[0]
+    q, k = (np.empty((R, dk)), np.empty((R, dk))), (np.empty((R, n, dk)), np.empty((R, n, dk)))
+
+    def enc(M, p, sel):  # (rows of sel, out): shared positions alike for all rows, fixed ones per token
+        if p in inp.xe:
+            return exec_lin(M, inp.xe[p], u, eta)
+        return tuple(x.T for x in inp.project(M, rows.fixed_tok[sel, rows.fixed_pos.index(p)], p, u))
+    for p in inp.shared + list(rows.fixed_pos):
+        k[0][:, p], k[1][:, p] = enc(WK, p, slice(None))
         sel = rows.query_pos == p
         if sel.any():
-            qp = exec_lin(WQ, inp.xe[p], u, eta)
-            q[0][sel], q[1][sel] = qp[0], qp[1]
-    for j, p in enumerate(rows.fixed_pos):
-        kp = inp.project(WK, rows.fixed_tok[:, j], p, u)
-        k[0][:, p], k[1][:, p] = kp[0].T, kp[1].T
-        sel = rows.query_pos == p
-        if sel.any():
-            qp = inp.project(WQ, rows.fixed_tok[sel, j], p, u)
-            q[0][sel], q[1][sel] = qp[0].T, qp[1].T
+            q[0][sel], q[1][sel] = enc(WQ, p, sel)
     prod = iv.mul((q[0][:, None, :], q[1][:, None, :]), k)
-    s = iv.isum(prod)
-    s = iv.widen(s, iv.safe(iv.gamma(dk, u) * np.sum(iv.mag(prod), axis=-1) + dk * eta, dk))
+    s = iv.widen(iv.isum(prod), iv.safe(iv.gamma(dk, u) * np.sum(iv.mag(prod), axis=-1) + dk * eta, dk))
     s = iv.mul(s, (iv.dn(scale * (1 - u)), iv.up(scale * (1 + u))))
     return iv.widen(s, iv.up(u * iv.mag(s) + eta))
 

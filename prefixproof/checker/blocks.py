@@ -32,18 +32,6 @@ def _form_range(c, b, T):
     return iv.add(c, iv.mul(b, T))
 
 
-def _lin_rows(W, x, bias):
-    """Batched point matrices W (K, out, in) times intervals x (K, in), plus a point bias."""
-    c = 0.5 * x[0] + 0.5 * x[1]
-    r = np.maximum(iv.up(x[1] - c), iv.up(c - x[0]))
-    n = W.shape[-1]
-    A = np.abs(W)
-    y = np.einsum("koi,ki->ko", W, c)
-    rad = iv.safe(np.einsum("koi,ki->ko", A, r) + iv.gamma(n + 2) * np.einsum("koi,ki->ko", A, np.abs(c)), n)
-    out = iv.dn(y - rad), iv.up(y + rad)
-    return out if bias is None else (iv.dn(out[0] + bias), iv.up(out[1] + bias))
-
-
 def _relu(c, b, T, code, single, layer: int, blk):
     """Check the recorded decisions (0 off, 1 on, 2 enclosed on a single value) and apply them."""
     pre = _form_range(c, b, T)
@@ -77,24 +65,21 @@ def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: fl
     single = ya == yb
     T = (tau[ya][:, None], tau[yb][:, None])
     c, b = (C[0][row], C[1][row]), (B[0][row], B[1][row])
-    pad = U[row] < 0
-    code0 = arrays["relu.0"]
-    if code0.shape != c[0].shape or np.any(pad & (code0 != 0)):
-        raise Reject("relu[layer 0]", f"decisions have shape {code0.shape}, the listed forms need {c[0].shape} "
-                                      "(padding slots must be off)")
-    c, b = _relu(c, b, T, code0, single, 0, blk)
-    for k, (W, bias) in enumerate(middle):
-        Wb = np.transpose(W[:, np.maximum(U, 0)], (1, 0, 2))[row] if k == 0 else np.broadcast_to(W, (K,) + W.shape)
-        n = W.shape[1]
-        xmag = iv.up(iv.mag(c) + iv.mag(b) * T[1])
-        oc, ob = _lin_rows(Wb, c, bias), _lin_rows(Wb, b, None)
-        if u > 0:
-            size = np.einsum("koi,ki->ko", np.abs(Wb), xmag) + np.abs(bias)
-            oc = iv.widen(oc, iv.safe(iv.gamma(n + 1, u) * size + (n + 1) * eta, n))
-        code = arrays[f"relu.{k + 1}"]
-        if code.shape != oc[0].shape:
-            raise Reject(f"relu[layer {k + 1}]", f"decisions have shape {code.shape}, the layer needs {oc[0].shape}")
-        c, b = _relu(oc, ob, T, code, single, k + 1, blk)
+    pad = U[row] < 0  # padding slots of the listed forms must be off
+    for k in range(len(middle) + 1):
+        if k:  # carry the forms through Dense layer k
+            W, bias = middle[k - 1]
+            Wb = np.transpose(W[:, np.maximum(U, 0)], (1, 0, 2))[row] if k == 1 else np.broadcast_to(W, (K,) + W.shape)
+            n, xmag, pad = W.shape[1], iv.up(iv.mag(c) + iv.mag(b) * T[1]), False
+            c, b = iv.lin(Wb, c, bias), iv.lin(Wb, b)
+            if u > 0:
+                size = np.einsum("koi,ki->ko", np.abs(Wb), xmag) + np.abs(bias)
+                c = iv.widen(c, iv.safe(iv.gamma(n + 1, u) * size + (n + 1) * eta, n))
+        code = arrays[f"relu.{k}"]
+        if code.shape != c[0].shape or np.any(pad & (code != 0)):
+            raise Reject(f"relu[layer {k}]", f"decisions have shape {code.shape}, the layer needs {c[0].shape} "
+                                             "(padding slots must be off)")
+        c, b = _relu(c, b, T, code, single, k, blk)
     w, cf = final
     if c[0].shape[1] != 1 or w.shape != (V, 1):
         raise Reject("decode", "the decoder is not a one-input layer of V logits (outside certificate version 1)")

@@ -84,18 +84,6 @@ def read_weights(directory: Path) -> Weights:
     return Weights(config, tensors)
 
 
-def tensor_names(config: dict) -> list[str]:
-    names = ["embed", "pos"]
-    for l, layer in enumerate(config["layers"]):
-        for h in range(len(layer["heads"])):
-            names += [f"layers.{l}.heads.{h}.{p}" for p in ("W_Q", "W_K", "W_V", "W_O")]
-        for k in range(layer["mlp_layers"]):
-            names += [f"layers.{l}.mlp.{k}.W", f"layers.{l}.mlp.{k}.b"]
-        if layer["layernorm_eps"] is not None:
-            names += [f"layers.{l}.ln.gamma", f"layers.{l}.ln.beta"]
-    return names + (["unembed"] if config["unembed"] else [])
-
-
 def fingerprint(w: Weights) -> str:
     """The weights' fingerprint, computed from the files alone (docs/format.md, "Fingerprint").
 
@@ -107,7 +95,11 @@ def fingerprint(w: Weights) -> str:
         {k: layer[k] for k in ("causal", "attn_residual", "mlp_residual", "layernorm_eps", "mlp_layers")}
         | {"heads": [{"name": h["name"], "scale": h["scale"]} for h in layer["heads"]]} for layer in c["layers"]]}
     h = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
-    for name in tensor_names(c):
+    names = ["embed", "pos"] + [f"layers.{l}.{part}" for l, layer in enumerate(c["layers"]) for part in
+                                 [f"heads.{h}.{p}" for h in range(len(layer["heads"])) for p in ("W_Q", "W_K", "W_V", "W_O")]
+                                 + [f"mlp.{k}.{p}" for k in range(layer["mlp_layers"]) for p in ("W", "b")]
+                                 + (["ln.gamma", "ln.beta"] if layer["layernorm_eps"] is not None else [])]
+    for name in names + (["unembed"] if c["unembed"] else []):
         x = w.tensors[name]
         h.update(name.encode() + str(tuple(x.shape)).encode())
         if sp.issparse(x):

@@ -50,6 +50,10 @@ def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, lis
     listed: (row, unit, c_lo, c_hi, b_lo, b_hi) arrays. Returns nothing; raises Reject naming the pair.
     """
     R, hidden = len(rows.own), len(b1)
+
+    def token_part(p, GE, r, u):  # G^h E[tok]^T at the row's token of fixed position p: centre, radius
+        tok = rows.fixed_tok[r, rows.fixed_pos.index(p)]
+        return gather(GE[0], u, tok), iv.safe(gather(GE[1], u, tok))
     # Row-uniform upper bound of every unit over the whole box; row-specific terms (the own payload column and
     # fixed tokens) are added per pair below, so a pair outside `touched` with upper <= 0 is dead.
     upper = iv.up(b1 + err1)
@@ -87,8 +91,8 @@ def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, lis
         for p in v:
             w = v[p][1][u]
             if p in rows.fixed_pos:
-                tok = rows.fixed_tok[r, rows.fixed_pos.index(p)]
-                w = iv.up(iv.up(w + gather(GE[0], u, tok)) + iv.safe(gather(GE[1], u, tok)))
+                e_c, e_r = token_part(p, GE, r, u)
+                w = iv.up(iv.up(w + e_c) + e_r)
             t = np.maximum(Alo[h, r, p] * w, Ahi[h, r, p] * w)
             S, M, n_t = S + t, M + np.abs(t), n_t + 1
     cheap = iv.up(S + iv.safe(iv.gamma(n_t + 1) * iv.safe(M, n_t) + n_t * iv.ETA, 2))
@@ -120,9 +124,8 @@ def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, lis
                                    np.where(mine, iv.up(np.maximum(g[0] * pc, g[1] * pc)), 0.0)))
                 b = iv.add(b, iv.mul(a, (np.where(mine, g[0], 0.0), np.where(mine, g[1], 0.0))))
             elif p in rows.fixed_pos:
-                tok = rows.fixed_tok[r, rows.fixed_pos.index(p)]
-                e_c, e_r = gather(GE[0], u, tok), gather(GE[1], u, tok)
-                val = iv.add((v[p][0][u], v[p][1][u]), (iv.dn(e_c - iv.safe(e_r)), iv.up(e_c + iv.safe(e_r))))
+                e_c, e_r = token_part(p, GE, r, u)
+                val = iv.add((v[p][0][u], v[p][1][u]), iv.widen((e_c, e_c), e_r))
             else:
                 val = (v[p][0][u], v[p][1][u])
             c = iv.add(c, iv.mul(a, val))
@@ -136,9 +139,7 @@ def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, lis
             raise Reject(f"form[row {listed[0][i]}, unit {listed[1][i]}]",
                          f"{name} {'lower' if side < 0 else 'upper'} end {theirs[i]!r} does not contain the "
                          f"checker's {mine[i]!r}")
-    unlisted = np.ones(len(key), dtype=bool)
-    unlisted[idx] = False
-    live = np.flatnonzero(unlisted & (top > 0))
+    live = np.flatnonzero(np.isin(np.arange(len(key)), idx, invert=True) & (top > 0))
     if live.size:
         i = live[0]
         raise Reject(f"form[row {r[i]}, unit {u[i]}]", f"the certificate drops this pair, but its pre-activation "

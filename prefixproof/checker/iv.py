@@ -1,8 +1,8 @@
 """Outward-rounded float64 intervals (lo, hi) and the execution classes' rounding constants.
 
-Every result is stepped outward (up, dn: past the neighbouring float), so [lo, hi] contains the exact real result of the operation
-on any points of the operand intervals. Matrix products use midpoint-radius with the a-priori bound
-gamma_n |M| |c| for the product's own rounding (n non-zero terms per row).
+Every result is stepped outward (up, dn: past the neighbouring float), so [lo, hi] contains the exact real result
+of the operation on any points of the operand intervals. Matrix products use midpoint-radius with the a-priori
+bound gamma_(n+2) |M| |c| for the product's own rounding (n non-zero terms per row).
 """
 from __future__ import annotations
 
@@ -50,8 +50,7 @@ def add(a, b):
 def mul(a, b):
     """Product of intervals of any signs."""
     c = [a[i] * b[j] for i in (0, 1) for j in (0, 1)]
-    return dn(np.minimum(np.minimum(c[0], c[1]), np.minimum(c[2], c[3]))), up(
-        np.maximum(np.maximum(c[0], c[1]), np.maximum(c[2], c[3])))
+    return dn(np.minimum.reduce(c)), up(np.maximum.reduce(c))
 
 
 def widen(a, r):
@@ -72,24 +71,25 @@ def row_len(M) -> int:
     return max(int((np.asarray(M) != 0).sum(axis=-1).max(initial=0)), 1)
 
 
-def lin(M, a):
-    """M @ x for every x in the interval a (columns: shape (in,) or (in, B)); M a point matrix."""
+def lin(M, a, bias=None):
+    """M x (+ bias) for every x in the interval a; M a point matrix (in,)/(in, B) columns, or (K, out, in) with
+    a of shape (K, in), one matrix per row."""
     c = 0.5 * a[0] + 0.5 * a[1]
     r = np.maximum(up(a[1] - c), up(c - a[0]))
-    n = row_len(M)
-    A = absm(M)
-    y = np.asarray(M @ c)
-    rad = safe(np.asarray(A @ r) + gamma(n) * np.asarray(A @ np.abs(c)), n)
-    return dn(y - rad), up(y + rad)
+    n, A = M.shape[-1] if np.ndim(M) == 3 else row_len(M), absm(M)
+    prod = (lambda X, x: np.einsum("koi,ki->ko", X, x)) if np.ndim(M) == 3 else (lambda X, x: np.asarray(X @ x))
+    y = prod(M, c)
+    rad = safe(prod(A, r) + gamma(n + 2) * prod(A, np.abs(c)), n)
+    out = dn(y - rad), up(y + rad)
+    return out if bias is None else add(out, (bias, bias))
 
 
 def isum(a, axis: int = -1):
     """Sum of intervals along an axis."""
     n = a[0].shape[axis]
     g = gamma(max(n, 1))
-    lo, hi = np.sum(a[0], axis=axis), np.sum(a[1], axis=axis)
-    return (dn(lo - safe(g * np.sum(np.abs(a[0]), axis=axis), n)),
-            up(hi + safe(g * np.sum(np.abs(a[1]), axis=axis), n)))
+    return (dn(np.sum(a[0], axis=axis) - safe(g * np.sum(np.abs(a[0]), axis=axis), n)),
+            up(np.sum(a[1], axis=axis) + safe(g * np.sum(np.abs(a[1]), axis=axis), n)))
 
 
 def check_environment() -> None:

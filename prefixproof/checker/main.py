@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import ml_dtypes
 import numpy as np
 import scipy.sparse as sp
 
@@ -13,13 +14,6 @@ from prefixproof.checker.attention import Inputs, dense, scores, softmax
 from prefixproof.checker.blocks import blocks, coverage
 from prefixproof.checker.files import Reject, Unusable, claim_rows, fingerprint, read_certificate, read_weights
 from prefixproof.checker.forms import composed, exec_error, forms
-
-
-def _np_format(name: str):
-    if name == "bfloat16":
-        import ml_dtypes
-        return ml_dtypes.bfloat16
-    return np.dtype(name)
 
 
 def _arr(arrays, name, shape, kind):
@@ -49,7 +43,7 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
             or layers[0]["layernorm_eps"] is not None or layers[0]["mlp_layers"] < 2:
         raise Reject("claim", "the weights are outside the certified class (one causal layer, no residual, no "
                               "LayerNorm, at least two Dense layers)")
-    F = _np_format(fmt)
+    F = ml_dtypes.bfloat16 if fmt == "bfloat16" else np.dtype(fmt)
 
     def t(name):  # the weight rounded to the execution format, as float64
         x = w.tensors[name]
