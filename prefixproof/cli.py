@@ -111,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--min-margin", type=float, default=0.0, metavar="X",
                    help="demand a decode margin of at least X (sanity mode: more than achievable must not certify)")
     v.add_argument("--json", metavar="PATH", help="also write the report as JSON (docs/report.md)")
+    v.add_argument("--certificate", metavar="FILE", help="write the certificate of the (one) claim's CERTIFIED "
+                   "decode obligation to FILE (docs/certificate-format.md); check it with `prefixproof check`")
+    ck = sub.add_parser("check", help="re-verify a certificate file with the small independent checker")
+    ck.add_argument("certificate", metavar="FILE", help="a certificate written by verify --certificate")
+    ck.add_argument("--weights", metavar="DIR", required=True, help="the weights directory it speaks about")
 
     from prefixproof.commands.build import add_build_parser
 
@@ -272,6 +277,11 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "verify":
         from prefixproof.commands.verify import cmd_verify
         return cmd_verify(args, argv)
+    if args.command == "check":
+        from pathlib import Path
+
+        from prefixproof.checker.main import run as run_check
+        return run_check(Path(args.certificate), Path(args.weights))
     if args.command == "build":
         from prefixproof.commands.build import cmd_build
         return cmd_build(args)

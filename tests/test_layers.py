@@ -54,3 +54,14 @@ def test_every_application_module_is_in_the_top_layer():
            if p.stem not in ("__init__", "__main__")}
     app |= {f"prefixproof.{p.parent.name}" for p in (ROOT / "prefixproof").glob("*/__init__.py")}
     assert app == listed
+
+
+def test_checker_contract_flags_an_import_of_the_engine():
+    # negative control: the independent certificate checker importing the engine must break its contract
+    def edit(pkg: Path) -> None:
+        f = pkg / "checker" / "iv.py"
+        f.write_text(f.read_text() + "\nimport prefixproof.verify.certify.interval  # noqa\n")
+
+    proc = lint(capture=True, edit=edit)
+    assert proc.returncode != 0
+    assert "prefixproof.checker.iv -> prefixproof.verify.certify.interval" in proc.stdout

@@ -11,6 +11,7 @@ from prefixproof.constructions.alphabet import render
 from prefixproof.constructions.io import CONFIG, PROMPT, FormatError, load_model, load_prompt, read_json, weights_sha256
 from prefixproof.constructions.peft_adapter import has_adapter, read_peft_adapter
 from prefixproof.theorems import THEOREMS
+from prefixproof.verify.certify import recorder
 from prefixproof.theorems.obligations.base import LEVELS as BASE_LEVELS, RunContext
 from prefixproof.theorems.obligations.encoding import LookupEncoding
 from prefixproof.usage import UsageError, check_writable, default_alphabet
@@ -144,6 +145,9 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
                 admit_construction(ADMIT[theorem.id], {k: params.get(k, 1) for k in ADMIT_PARAMS[ADMIT[theorem.id]]})
             plans.append((theorem, params))
         alphabet = None
+    if args.certificate and len(plans) != 1:
+        raise UsageError("--certificate writes one claim's certificate: name exactly one claim")
+    check_writable(args.certificate)
     results = []
     for theorem, params in plans:
         claim_alphabet = alphabet if args.weights else default_alphabet(params.get("V"))[1]
@@ -153,12 +157,45 @@ def cmd_verify(args: argparse.Namespace, argv: Sequence[str]) -> int:
                          levels=frozenset(LEVELS[args.level]), quick=args.level == "quick",
                          min_margin=args.min_margin, model=model, weights_sha256=sha,
                          extra=extra)
-        results.append(ClaimResult(theorem, params, run_theorem(theorem, ctx),
-                                   tuple(ob.id for ob in skipped(theorem, ctx))))
+        with recorder.recording() as sessions:
+            records = run_theorem(theorem, ctx)
+        results.append(ClaimResult(theorem, params, records, tuple(ob.id for ob in skipped(theorem, ctx))))
     print(table(results, quiet=args.quiet))
+    if args.certificate:
+        _write_certificate(args.certificate, results[0].records, sessions, args.weights)
     if args.json:
         write_json(args.json, results, ["prefixproof", *argv], args.dtype, args.seed)
     return exit_status(results)
+
+
+def _write_certificate(path: str, records: list, sessions: list, weights_dir: str | None) -> None:
+    """The certificate of the CERTIFIED decode record (docs/certificate-format.md), or a one-line error."""
+    from prefixproof import certificate
+
+    rec = next((r for r in records if r.obligation == "decode"), None)
+    done = [s for s in sessions if s.result is not None and s.result.certified]
+    if rec is None or rec.verdict.name != "CERTIFIED" or not done:
+        why = "no decode obligation" if rec is None else f"decode is {rec.verdict_text}"
+        if rec is not None and rec.verdict.name == "CERTIFIED":
+            why = "this claim's certificate engine has no certificate format yet"
+        raise UsageError(f"--certificate: nothing certified to write ({why})")
+    try:
+        header, arrays = certificate.build(done[-1], rec.claim, rec.params, rec.dtype, rec.weights_sha256,
+                                           rec_margin(rec))
+        if rec.dtype != "float64":
+            if not weights_dir:
+                raise UsageError(f"--certificate in {rec.dtype} needs --weights DIR: the writer confirms its margins "
+                                 "with the independent checker against those files")
+            certificate.settle(header, arrays, weights_dir)
+    except certificate.CertificateError as e:
+        raise UsageError(f"--certificate: {e}") from None
+    certificate.write(path, header, arrays)
+    print(f"wrote certificate {path}: {len(arrays['blocks.row'])} blocks, margin >= {header['margin']:.6g}; "
+          f"check it with: prefixproof check {path} --weights DIR")
+
+
+def rec_margin(rec) -> float:
+    return float((rec.details.get("certificate") or {}).get("demanded_margin", 0.0))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

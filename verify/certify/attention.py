@@ -32,6 +32,7 @@ import scipy.sparse as sp
 
 from prefixproof.constructions.model import Layer, Model
 from prefixproof.verify.certify import interval as I
+from prefixproof.verify.certify import recorder
 from prefixproof.verify.certify.lookup_rows import LookupRows
 from prefixproof.verify.certify.interval import Exec, Iv
 from prefixproof.verify.certify.interval import as_dense as iv_as_dense
@@ -147,6 +148,7 @@ def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
         F_all.append(I.chain_product([W1, head.W_O, head.W_V]))
 
     err1 = _exec_error(layer, xmag, A_all, ex)
+    recorder.note("attention", A=A_all, err1=err1)
     att_min = float(min(A[0].max(axis=1).min() for A in A_all)) if R else 1.0
 
     pieces = []

@@ -14,6 +14,7 @@ import numpy as np
 from typing import Callable
 
 from prefixproof.constructions.model import Model, materialize
+from prefixproof.verify.certify import recorder
 from prefixproof.verify.certify.attention import Unsupported, first_layer_forms
 from prefixproof.verify.certify.value_blocks import BlockEvaluator, CertResult, certify_blocks
 from prefixproof.verify.certify.lookup_rows import LookupRows
@@ -26,11 +27,16 @@ def certify_lookup(model: Model, claim: LookupRows, ex: Exec, *, min_margin: flo
     check_environment()
     t0 = time.perf_counter()
     model = materialize(model)
-    try:
-        first = first_layer_forms(model, claim, ex)
-        result = certify_blocks(model, claim, first, ex, min_margin=min_margin, progress=progress)
-    except (Unsupported, PrecisionExhausted) as e:
-        result = CertResult(False, float("-inf"), claim.rows * claim.V, reason=str(e))
+    with recorder.session(claim, ex) as rec:
+        try:
+            first = first_layer_forms(model, claim, ex)
+            recorder.note("forms", rows=first.rows, units=first.units, c_lo=first.c[0], c_hi=first.c[1],
+                          b_lo=first.b[0], b_hi=first.b[1], n_units=first.n_units)
+            result = certify_blocks(model, claim, first, ex, min_margin=min_margin, progress=progress)
+        except (Unsupported, PrecisionExhausted) as e:
+            result = CertResult(False, float("-inf"), claim.rows * claim.V, reason=str(e))
+        if rec is not None:
+            rec.result = result
     return result, time.perf_counter() - t0
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from prefixproof.constructions.model import Dense, Model
 from prefixproof.verify.certify import interval as I
+from prefixproof.verify.certify import recorder
 from prefixproof.verify.certify.attention import FirstLayer, Unsupported
 from prefixproof.verify.certify.lookup_rows import LookupRows
 from prefixproof.verify.certify.decoder import GridFit, brute_margins, grid_fit, grid_margins, singleton_margins
@@ -169,6 +170,7 @@ def certify_blocks(model: Model, claim: LookupRows, first: FirstLayer, ex: Exec,
             raise Unsupported(f"block budget exceeded ({BLOCK_BUDGET} evaluations)")
         margin = ev.refine(ev.evaluate(blk_r, blk_a, blk_b), blk_r, blk_a, blk_b, threshold)
         good = margin > threshold
+        recorder.note("blocks", row=blk_r, ya=blk_a, yb=blk_b, margin=margin, good=good)
         if good.any():
             result.min_margin = min(result.min_margin, float(margin[good].min()))
         single = blk_a == blk_b
@@ -241,6 +243,7 @@ def _relu_forms(c: Iv, b: Iv, T: Iv, single: np.ndarray, split: np.ndarray):
     on = pre[0] >= 0
     off = pre[1] <= 0
     undecided = ~on & ~off
+    recorder.note("relu", on=on, off=off)
     split = split | (undecided.any(axis=1) & ~single)
     post_const = I.relu(pre)
     use_const = undecided & single[:, None]

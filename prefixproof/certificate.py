@@ -1,0 +1,149 @@
+"""Writing certificate files (docs/certificate-format.md) from what the lookup engine recorded.
+
+`prefixproof verify ... --certificate FILE` opens a recording (verify/certify/recorder.py) around the run; when
+the `decode` obligation of a lookup claim ends CERTIFIED, its session becomes one certificate: the attention
+enclosures, the first-layer forms of the pairs the engine kept, every accepted block with its ReLU decisions,
+and every block's decode margin. Enclosures are widened outward by a relative 2^-40 (attention 2^-44) and
+margins lowered by a relative 2^-12, so that a checker which redoes each step with its own (equally sound, not
+bit-identical) rounding still finds its results inside the claims. Written atomically: a temporary file beside
+the target, then a rename.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT, VERSION = "prefixproof-certificate", 1
+PAD_ATT, PAD_FORM, PAD_MARGIN = 2.0**-44, 2.0**-40, 2.0**-12
+
+
+class CertificateError(Exception):
+    """No certificate can be written for this run (the reason says why)."""
+
+
+def _dn(x, rel):
+    x = np.asarray(x, dtype=np.float64)
+    return np.nextafter(x - np.abs(x) * rel - 2.0**-1060, -np.inf)
+
+
+def _up(x, rel):
+    x = np.asarray(x, dtype=np.float64)
+    return np.nextafter(x + np.abs(x) * rel + 2.0**-1060, np.inf)
+
+
+def _blocks(notes: list, n_relu: int) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
+    """The accepted blocks of every evaluation batch, sorted by (row, first value), with their decisions."""
+    parts: dict[str, list] = {"row": [], "ya": [], "yb": [], "margin": []}
+    codes: list[list] = [[] for _ in range(n_relu)]
+    pending: list[dict] = []
+    for kind, a in notes:
+        if kind == "relu":
+            pending.append(a)
+        elif kind == "blocks":
+            if len(pending) != n_relu:
+                raise CertificateError(f"recorded {len(pending)} ReLU layers for a batch, expected {n_relu}")
+            good = a["good"]
+            for key in parts:
+                parts[key].append(a[key][good])
+            for k, d in enumerate(pending):
+                codes[k].append(np.where(d["on"], 1, np.where(d["off"], 0, 2)).astype(np.uint8)[good])
+            pending = []
+    out = {k: np.concatenate(v) for k, v in parts.items()}
+    order = np.lexsort((out["ya"], out["row"]))
+    return {k: v[order] for k, v in out.items()}, [np.concatenate(c)[order] for c in codes]
+
+
+def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerprint: str,
+          demanded: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """(header, arrays) of the certificate of one recorded, certified lookup run."""
+    from prefixproof.verify.certify.value_blocks import _form_range
+
+    res = session.result
+    if res is None or not res.certified:
+        raise CertificateError("the structured certificate did not certify this run; nothing to write")
+    notes = dict((k, a) for k, a in session.notes if k in ("attention", "forms"))
+    f, A_all = notes["forms"], notes["attention"]["A"]
+    att = {"lo": np.stack([A[0] for A in A_all]), "hi": np.stack([A[1] for A in A_all]),
+           "err1": notes["attention"]["err1"]}
+    rows = session.claim
+    # ReLU layers per batch: the "relu" notes before the first "blocks" note
+    first_blocks = next(i for i, (k, _) in enumerate(session.notes) if k == "blocks")
+    n_relu = sum(1 for k, _ in session.notes[:first_blocks] if k == "relu")
+    tmin, tmax = float(rows.tau_lo.min()), float(rows.tau_hi.max())
+    T = (np.full(len(f["rows"]), tmin), np.full(len(f["rows"]), tmax))
+    keep = _form_range((f["c_lo"], f["c_hi"]), (f["b_lo"], f["b_hi"]), T)[1] > 0
+    order = np.lexsort((f["units"][keep], f["rows"][keep]))
+    blk, codes = _blocks(session.notes, n_relu)
+    u = session.ex.u  # the executed format's unit roundoff: low precision needs room in proportion
+    pad_att, pad_form, pad_margin = max(PAD_ATT, 2**5 * u), max(2.0**-36, 2**5 * u), max(PAD_MARGIN, 2**12 * u)
+    arrays = {
+        "attention.lo": np.clip(_dn(att["lo"], pad_att), 0.0, 1.0), "attention.hi": np.clip(_up(att["hi"], pad_att), 0, 1),
+        "forms.row": f["rows"][keep][order].astype(np.int64), "forms.unit": f["units"][keep][order].astype(np.int64),
+        "blocks.row": blk["row"].astype(np.int64), "blocks.ya": blk["ya"].astype(np.int64),
+        "blocks.yb": blk["yb"].astype(np.int64), "blocks.margin": _dn(blk["margin"], pad_margin),
+    }
+    # room for a checker's own (looser, equally sound) rounding bounds: 8 x the engine's executed-rounding bound of
+    # the unit, plus 2^-36 (1 + |c|) for the float64 rounding of the composed maps W1 W_O W_V
+    slack = 8 * att["err1"][arrays["forms.unit"]] + pad_form * (1 + np.abs(f["c_lo"][keep][order]))
+    for name, sign in (("c_lo", -1), ("b_lo", -1), ("c_hi", 1), ("b_hi", 1)):
+        x = f[name][keep][order] + (sign * slack if name[0] == "c" else 0.0)
+        rel = PAD_FORM if name[0] == "c" else PAD_FORM + 2 * pad_att
+        arrays[f"forms.{name}"] = _dn(x, rel) if sign < 0 else _up(x, rel)
+    for k, c in enumerate(codes):
+        arrays[f"relu.{k}"] = np.ascontiguousarray(c)
+    H, R, n = att["lo"].shape
+    header = {"format": FORMAT, "version": VERSION, "claim": claim, "params": dict(params),
+              "execution": {"format": dtype}, "weights_fingerprint": fingerprint, "demanded_margin": float(demanded),
+              "margin": float(arrays["blocks.margin"].min()), "rows": int(R), "values": int(rows.V), "heads": int(H),
+              "positions": int(n), "layers": n_relu, "generator": "prefixproof structured interval certificate"}
+    return header, arrays
+
+
+def settle(header: dict[str, Any], arrays: dict[str, np.ndarray], weights_dir: str | Path) -> None:
+    """Lower each block's claimed margin to the independent checker's own bound where that is smaller.
+
+    In low precision the checker's rounding bounds are looser than the engine's, so the engine's margin may
+    not be confirmable; both are sound lower bounds, so their minimum is too. Raises CertificateError when a
+    block then falls to the demanded margin or below (the certificate could not be checked).
+    """
+    from prefixproof.checker import files, main
+
+    got: list[np.ndarray] = []
+    with tempfile.TemporaryDirectory(prefix="prefixproof-cert-") as tmp:
+        draft = Path(tmp) / "draft.cert"
+        write(draft, header, arrays)
+        try:
+            main.check(draft, Path(weights_dir), say=lambda *_: None, seen=got.append)
+        except files.Reject as e:
+            if not got:
+                raise CertificateError(f"the independent checker rejects the draft at step {e}") from None
+    m = np.minimum(arrays["blocks.margin"], np.nextafter(got[0] * (1 - 2.0**-30), -np.inf))
+    if not np.all(m > header["demanded_margin"]) or not np.all(m > 0):
+        raise CertificateError(f"the independent checker's margin bound {float(got[0].min())!r} does not exceed the "
+                               f"demanded margin {header['demanded_margin']!r}")
+    arrays["blocks.margin"] = m
+    header["margin"] = float(m.min())
+
+
+def write(path: str | Path, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """safetensors with the JSON header in its metadata, written to a temporary file and renamed."""
+    from safetensors.numpy import save
+
+    data = save({k: np.ascontiguousarray(v) for k, v in arrays.items()},
+                metadata={"certificate": json.dumps(header, sort_keys=True, allow_nan=False)})
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.resolve().parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
