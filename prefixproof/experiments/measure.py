@@ -81,10 +81,11 @@ def order_taus(before: np.ndarray, after: np.ndarray) -> list[float]:
     return out
 
 
-def measure(model: GPT, pretrained: GPT, adapter: Adapter, exp: Experiment, task: str) -> dict[str, Any]:
+def measure(model: GPT, pretrained: GPT, adapter: Adapter, exp: Experiment, task: str,
+            n_inputs: int = N_INPUTS) -> dict[str, Any]:
     """Identities (methods with prefix positions) and attention order (every method) at every layer and head."""
     P = exp.prefix_len
-    seq = tasks.eval_batch(task, exp.test_size, P, exp.task_token, exp.n_words).seq[:N_INPUTS, :-1]
+    seq = tasks.eval_batch(task, exp.test_size, P, exp.task_token, exp.n_words).seq[:n_inputs, :-1]
     record: dict = {}
     with torch.no_grad():
         model.eval()

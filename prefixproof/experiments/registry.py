@@ -58,7 +58,7 @@ def _e4(paper: bool) -> Experiment:
         "E4", "double histogram after the mix: prefix vs LoRA with the same number of parameters",
         _mix_model(paper, 4), "mix", 40000 if paper else 2000, 5e-4 if paper else 2e-3,
         (Cell("prefix", "double_hist", "prefix", 100000 if paper else 1000, 5e-5 if paper else 1e-2, paper="0.31%"),
-         Cell("lora", "double_hist", "lora", 10000 if paper else 1000, 5e-3, lora_rank=2, lora_targets=QKV,
+         Cell("lora", "double_hist", "lora", 10000 if paper else 1000, 5e-3 if paper else 1e-2, lora_rank=2, lora_targets=QKV,
               match_prefix=True, paper="92.38%")),
         prefix_len=12, task_token=not paper, pretrained_evals=("double_hist",), expect=(("lora", "prefix", 20.0),))
 
