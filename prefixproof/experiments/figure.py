@@ -41,6 +41,12 @@ def _adapted(exp: Experiment, path: Path, method: str, cell) -> tuple[GPT, Adapt
     return model, adapter
 
 
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def figure(exp: Experiment, folder: Path, out: Path, layer: int = 0, head: int = 0, seed: int = 0) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -64,7 +70,7 @@ def figure(exp: Experiment, folder: Path, out: Path, layer: int = 0, head: int =
             model(torch.as_tensor(seq), record=rec, **adapter.kwargs())
         panels.append((name, rec["attention"][layer][0, head].numpy()))
     P, n = exp.prefix_len, seq.shape[1]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
     for ax, (name, A) in zip(axes[0], panels):
         A = np.where(np.tril(np.ones_like(A, dtype=bool)), A, np.nan)
         ax.imshow(A, cmap="Greys", vmin=0, vmax=1)
@@ -78,8 +84,8 @@ def figure(exp: Experiment, folder: Path, out: Path, layer: int = 0, head: int =
                  f"{n} positions, {P} prefix)", fontsize=9)
     caption = CAPTION.format(layer=layer, head=head, task=task)
     fig.text(0.01, 0.01, caption, fontsize=6, wrap=True, va="bottom")
-    fig.subplots_adjust(bottom=0.25)
+    fig.subplots_adjust(bottom=0.16, top=0.86)
     fig.savefig(out, dpi=150)
     plt.close(fig)
-    out.with_suffix(".txt").write_text(caption + "\n", encoding="utf-8")
+    _write_text(out.with_suffix(".txt"), caption + "\n")
     return out

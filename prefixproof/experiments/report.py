@@ -17,7 +17,7 @@ def _pct(xs: list[float]) -> str:
         return "-"
     m = 100 * statistics.fmean(xs)
     sd = 100 * statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{m:.2f} ± {sd:.2f}% (n={len(xs)})"
+    return f"{m:.2f} ± {sd:.2f}"
 
 
 def collect(folder: Path) -> tuple[Experiment, dict[str, list[dict]]]:
@@ -36,7 +36,7 @@ def _identities(docs: list[dict]) -> str:
         return "-"
     ok = sum(1 for m in checked if m["identities_ok"])
     worst = max(float(m["worst"]["ratio"]) for m in checked)
-    return f"{ok}/{len(checked)} hold (worst {worst:.1e} of tol)"
+    return f"{ok}/{len(checked)} hold, worst {worst:.1e} x tol"
 
 
 def _tau(docs: list[dict]) -> str:
@@ -53,8 +53,8 @@ def rows(folder: Path) -> tuple[Experiment, list[list[Any]], list[str]]:
         tasks = [e["task"] for e in pre[0]["evaluations"]]
         for t in tasks:
             accs = [e["accuracy"] for d in pre for e in d["evaluations"] if e["task"] == t]
-            out.append([exp.id, "pretrained", t, "pretrain", "-", _pct(accs), exp.paper_pretrained.get(t, "-"),
-                        "-", "-"])
+            out.append([exp.id, "pretrained", t, "pretrain", "-", _pct(accs), len(accs),
+                        exp.paper_pretrained.get(t, "-"), "-", "-"])
     means: dict[str, float] = {}
     for c in exp.cells:
         docs = runs.get(c.name, [])
@@ -62,8 +62,8 @@ def rows(folder: Path) -> tuple[Experiment, list[list[Any]], list[str]]:
         if accs:
             means[c.name] = 100 * statistics.fmean(accs)
         params = docs[0]["trainable_params"] if docs else "-"
-        out.append([exp.id, c.name, c.task, c.method, params, _pct(accs), c.paper or "-", _identities(docs),
-                    _tau(docs)])
+        out.append([exp.id, c.name, c.task, c.method, params, _pct(accs), len(accs), c.paper or "-",
+                    _identities(docs), _tau(docs)])
     verdicts = []
     for hi, lo, gap in exp.expect:
         if hi in means and lo in means:
@@ -75,5 +75,5 @@ def rows(folder: Path) -> tuple[Experiment, list[list[Any]], list[str]]:
     return exp, out, verdicts
 
 
-HEADER = ("exp", "cell", "task", "method", "params", "accuracy (mean ± sd over seeds)", "paper",
-          "prefix identities", "attention order tau")
+HEADER = ("exp", "cell", "task", "method", "params", "acc % (mean ± sd)", "seeds", "paper",
+          "prefix identities", "attn order tau")
