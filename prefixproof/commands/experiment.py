@@ -132,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from prefixproof.experiments.report import HEADER, rows
+    from prefixproof.experiments.report import HEADER, NOTE, rows
     from prefixproof.output import render_table, write_json
     from prefixproof.usage import UsageError
 
@@ -140,19 +140,23 @@ def _report(args: argparse.Namespace) -> int:
     ids = args.id or sorted(p.name for p in out.glob("*") if (p / "config.json").exists())
     if not ids:
         raise UsageError(f"no experiment results under {out} (run `prefixproof experiment run ID` first)")
-    table, verdicts = [], []
+    tables = {}
     for eid in ids:
         if not (out / eid / "config.json").exists():
             raise UsageError(f"no results for {eid} under {out}")
-        _, r, v = rows(out / eid)
-        table += r
-        verdicts += v
-    print(render_table(HEADER, table))
-    for v in verdicts:
-        print(v)
+        exp, r, v = rows(out / eid)
+        print(render_table(HEADER, r, title=f"{eid}: {exp.title}"))
+        for line in v:
+            print(line)
+        print()
+        tables[eid] = {"title": exp.title, "rows": r, "claims": v}
+    import textwrap
+
+    from prefixproof.output import terminal_width
+    print(textwrap.fill(NOTE, width=terminal_width()))
     if getattr(args, "json", None):
         write_json(args.json, {"format": "prefixproof-experiment-report", "version": 1, "header": list(HEADER),
-                               "rows": table, "claims": verdicts})
+                               "experiments": tables, "note": NOTE})
     return 0
 
 

@@ -36,13 +36,13 @@ def _identities(docs: list[dict]) -> str:
         return "-"
     ok = sum(1 for m in checked if m["identities_ok"])
     worst = max(float(m["worst"]["ratio"]) for m in checked)
-    return f"{ok}/{len(checked)} hold, worst {worst:.1e} x tol"
+    return f"{ok}/{len(checked)}, {worst:.0e}"
 
 
 def _tau(docs: list[dict]) -> str:
     taus = [d["measures"]["tau_mean"] for d in docs if d.get("measures", {}).get("tau_mean") is not None]
     mins = [d["measures"]["tau_min"] for d in docs if d.get("measures", {}).get("tau_min") is not None]
-    return f"{statistics.fmean(taus):.3f} (min {min(mins):.2f})" if taus else "-"
+    return f"{statistics.fmean(taus):.3f} / {min(mins):.2f}" if taus else "-"
 
 
 def rows(folder: Path) -> tuple[Experiment, list[list[Any]], list[str]]:
@@ -53,7 +53,7 @@ def rows(folder: Path) -> tuple[Experiment, list[list[Any]], list[str]]:
         tasks = [e["task"] for e in pre[0]["evaluations"]]
         for t in tasks:
             accs = [e["accuracy"] for d in pre for e in d["evaluations"] if e["task"] == t]
-            out.append([exp.id, "pretrained", t, "pretrain", "-", _pct(accs), len(accs),
+            out.append(["pretrained", t, "pretrain", "-", _pct(accs), len(accs),
                         exp.paper_pretrained.get(t, "-"), "-", "-"])
     means: dict[str, float] = {}
     for c in exp.cells:
@@ -62,7 +62,7 @@ def rows(folder: Path) -> tuple[Experiment, list[list[Any]], list[str]]:
         if accs:
             means[c.name] = 100 * statistics.fmean(accs)
         params = docs[0]["trainable_params"] if docs else "-"
-        out.append([exp.id, c.name, c.task, c.method, params, _pct(accs), len(accs), c.paper or "-",
+        out.append([c.name, c.task, c.method, params, _pct(accs), len(accs), c.paper or "-",
                     _identities(docs), _tau(docs)])
     verdicts = []
     for hi, lo, gap in exp.expect:
@@ -75,5 +75,9 @@ def rows(folder: Path) -> tuple[Experiment, list[list[Any]], list[str]]:
     return exp, out, verdicts
 
 
-HEADER = ("exp", "cell", "task", "method", "params", "acc % (mean ± sd)", "seeds", "paper",
-          "prefix identities", "attn order tau")
+HEADER = ("cell", "task", "method", "params", "accuracy %", "seeds", "paper",
+          "identities hold, worst/tol", "tau mean / min")
+NOTE = ("accuracy: exact match on the fixed test set (memorisation: recall of the memorised pairs), mean ± sd over "
+        "seeds; identities: prefix_rescale and prefix_bias at every layer and head, runs that hold / runs checked, "
+        "and the worst error as a fraction of its tolerance; tau: Kendall tau of the content attention order, "
+        "pretrained vs adapted layer on the same input (1 = order unchanged)")
