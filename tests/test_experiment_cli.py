@@ -105,3 +105,31 @@ def test_core_imports_without_torch():
             "prefixproof.jobs; prefixproof.cli.build_parser(); print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.strip() == "ok", r.stderr
+
+
+def _fake_run(folder, cell, seed, acc, method="prefix", ok=True):
+    doc = {"format": "prefixproof-experiment-run", "experiment": "E1", "cell": cell, "seed": seed, "task": "descending",
+           "method": method, "accuracy": acc, "trainable_params": 96,
+           "measures": {"identities_checked": method == "prefix", "identities_ok": ok,
+                        "worst": {"ratio": 0.5 if ok else 3.0}, "tau_mean": 1.0 if method == "prefix" else 0.5,
+                        "tau_min": 1.0 if method == "prefix" else -0.2}}
+    (folder / f"{cell}-seed{seed}.json").write_text(json.dumps(doc))
+
+
+def test_report_aggregates_seeds_and_judges_the_claim(capsys, tmp_path):
+    folder = tmp_path / "E1"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(get("E1").to_json()))
+    for seed, acc in enumerate([0.8, 0.9, 1.0]):
+        _fake_run(folder, "full", seed, acc, method="full")
+    for seed, acc in enumerate([0.0, 0.0, 0.03]):
+        _fake_run(folder, "prefix", seed, acc, ok=seed != 2)
+    code, out, _ = run(capsys, "experiment", "report", "--out", tmp_path, "--json", tmp_path / "r.json")
+    assert code == 0
+    assert "90.00 ± 10.00" in out and "1.00 ± 1.73" in out
+    assert "2/3, 3e+00" in out  # one run whose identities failed is counted, not hidden
+    assert "full - prefix = 89.0 points (claim: >= 40): reproduced" in out
+    _fake_run(folder, "prefix", 0, 0.95)
+    _fake_run(folder, "prefix", 1, 0.95)  # 90 - 64.3 = 25.7 points < 40
+    code, out, _ = run(capsys, "experiment", "report", "--out", tmp_path)
+    assert "NOT reproduced" in out
