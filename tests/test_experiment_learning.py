@@ -84,3 +84,19 @@ def test_lora_parameter_count_equals_the_prefix_count(pretrained):
     assert sum(p.numel() for p in pre_params) == 192
     with pytest.raises(ConfigError, match="change lora_rank"):  # a mismatch is an error, not a silent run
         make_adapter(tuned, cell, 5, torch.Generator().manual_seed(0))
+
+
+def test_every_registered_lora_cell_matches_its_prefix_at_both_sizes():
+    from prefixproof.experiments.registry import BUILDERS, get
+
+    checked = 0
+    for eid in BUILDERS:
+        for paper in (False, True):
+            exp = get(eid, paper)
+            for cell in exp.cells:
+                if cell.match_prefix:
+                    model = train.new_model(exp)
+                    _, params = make_adapter(model, cell, exp.prefix_len, torch.Generator().manual_seed(0))
+                    assert sum(p.numel() for p in params) == prefix_count(model, exp.prefix_len)
+                    checked += 1
+    assert checked >= 4  # E4 and E5, CPU and paper (12,288 at paper size)
