@@ -50,6 +50,10 @@ class Cell:
     lora_rank: int = 1
     lora_targets: tuple[str, ...] = ("q", "k", "v")
     match_prefix: bool = False  # LoRA's parameter count must equal the prefix's (an error otherwise)
+    # prefix / soft prompt start: "pretrained" = what the pretrained model has at the prefix positions (its PAD
+    # activations at every layer; the soft prompt: PAD's embedding) plus N(0, 0.01^2); "normal" = N(0, 1)
+    # (prefix) or N(0, 0.02^2) (soft prompt), as the companion code
+    init: str = "pretrained"
     paper: str = ""  # the paper's figure for this cell, shown in the report
 
     def __post_init__(self) -> None:
@@ -58,6 +62,7 @@ class Cell:
                f"{', '.join(METHODS)}")
         _check(self.steps >= 1 and self.lr > 0, f"cell {self.name}: steps must be >= 1 and lr > 0")
         _check(self.lora_rank >= 1, f"cell {self.name}: lora_rank must be >= 1")
+        _check(self.init in ("pretrained", "normal"), f"cell {self.name}: init must be pretrained or normal")
         bad = [t for t in self.lora_targets if t not in LORA_TARGETS]
         _check(not bad and bool(self.lora_targets), f"cell {self.name}: lora_targets {bad or '[]'} not among "
                f"{', '.join(LORA_TARGETS)}")

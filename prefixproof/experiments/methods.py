@@ -16,6 +16,7 @@ from torch import nn
 
 from prefixproof.experiments.config import Cell, ConfigError
 from prefixproof.experiments.model import GPT
+from prefixproof.experiments.tasks import PAD
 
 
 class LoRA(nn.Module):
@@ -80,6 +81,18 @@ class Adapter:
         return {"prefixes": self.prefixes, "soft": self.soft, "lora": self.lora}
 
 
+@torch.no_grad()
+def _pad_activations(model: GPT, prefix_len: int) -> torch.Tensor:
+    """(L, P, d): each layer's attention input at positions 0..P-1 of the pretrained model reading PADs there
+    (causal: the same whatever follows), so a prefix that starts here starts as the pretrained model."""
+    rec: dict = {}
+    was = model.training
+    model.eval()
+    model(torch.full((1, prefix_len), PAD, dtype=torch.long, device=model.wte.weight.device), record=rec)
+    model.train(was)
+    return torch.stack([x[0] for x in rec["inputs"]]).cpu()
+
+
 def make_adapter(model: GPT, cell: Cell, prefix_len: int, gen: torch.Generator) -> tuple[Adapter, list]:
     """The adapter of `cell` and the parameters to train (the model is frozen unless the method is `full`)."""
     for p in model.parameters():
@@ -88,10 +101,14 @@ def make_adapter(model: GPT, cell: Cell, prefix_len: int, gen: torch.Generator) 
     a = Adapter(cell.method)
     params: list = []
     if cell.method in ("prefix", "prefix_lora"):
-        a.prefixes = nn.Parameter(torch.randn(L, prefix_len, d, generator=gen))
+        noise = torch.randn(L, prefix_len, d, generator=gen)
+        start = _pad_activations(model, prefix_len) + 0.01 * noise if cell.init == "pretrained" else noise
+        a.prefixes = nn.Parameter(start)
         params.append(a.prefixes)
     if cell.method == "soft":
-        a.soft = nn.Parameter(torch.randn(prefix_len, d, generator=gen) * 0.02)
+        noise = torch.randn(prefix_len, d, generator=gen)
+        pad = model.wte.weight.detach()[PAD].cpu().expand(prefix_len, -1)
+        a.soft = nn.Parameter(pad + 0.01 * noise if cell.init == "pretrained" else 0.02 * noise)
         params.append(a.soft)
     if cell.method in ("lora", "prefix_lora"):
         if cell.match_prefix and lora_count(model, cell.lora_rank, cell.lora_targets) != prefix_count(model, prefix_len):
