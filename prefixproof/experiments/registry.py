@@ -63,6 +63,16 @@ def _e4(paper: bool) -> Experiment:
         prefix_len=12, task_token=not paper, pretrained_evals=("double_hist",), expect=(("lora", "prefix", 20.0),))
 
 
+def _e4m(paper: bool) -> Experiment:
+    """E4 with the LoRA also on the MLP: rank 1 on q, fc1, fc2 has the prefix's count too (CPU: 128 + 320 + 320 =
+    768 = 12 * 64; paper: 4 * (512 + 1280 + 1280) = 12,288). The same pretrained models as E4."""
+    e4 = _e4(paper)
+    cell = Cell("lora_mlp", "double_hist", "lora", e4.cells[1].steps, e4.cells[1].lr, lora_rank=1,
+                lora_targets=("q", "fc1", "fc2"), match_prefix=True, paper="92.38%")
+    return replace(e4, id="E4M", title="E4 with LoRA on the MLP too (compare with E4's prefix row: the same "
+                   "pretrained models)", cells=(cell,), expect=())
+
+
 def _e5(paper: bool) -> Experiment:
     return Experiment(
         "E5", "memorisation: pretrain translation into language A, adapt to language B",
@@ -82,7 +92,7 @@ def _e6(paper: bool) -> Experiment:
                    "rows: the same pretrained models)", cells=(both,), expect=())
 
 
-BUILDERS = {"E1": _e1, "E2": _e2, "E3": _e3, "E3L1": lambda p: _e3(p, 1, "E3L1"), "E4": _e4, "E5": _e5, "E6": _e6}
+BUILDERS = {"E1": _e1, "E2": _e2, "E3": _e3, "E3L1": lambda p: _e3(p, 1, "E3L1"), "E4": _e4, "E4M": _e4m, "E5": _e5, "E6": _e6}
 
 
 def get(eid: str, paper: bool = False) -> Experiment:
