@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     from prefixproof.commands.fuzz import add_parser as add_fuzz_parser
     add_fuzz_parser(sub, _positive, _seed)
 
+    from prefixproof.commands.experiment import add_parser as add_experiment_parser
+    add_experiment_parser(sub, _positive)
+
     gen = sub.add_parser("generate", help="load a weights directory and print what the model generates")
     gen.add_argument("dir", help="directory written by `prefixproof build`")
     gen.add_argument("--input", help="user tokens: text for ASCII models, comma-separated ids otherwise")
@@ -297,6 +300,9 @@ def _dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     if args.command == "crosscheck":
         from prefixproof.commands.crosscheck import cmd_crosscheck
         return cmd_crosscheck(args, argv)
+    if args.command == "experiment":
+        from prefixproof.commands.experiment import cmd_experiment
+        return cmd_experiment(args)
     if args.command == "plot":
         from prefixproof.commands.plot import cmd_plot
         return cmd_plot(args)

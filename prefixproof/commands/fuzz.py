@@ -49,6 +49,11 @@ def add_parser(sub: Any, positive: Any, seed: Any) -> None:
     f.add_argument("--failures", metavar="DIR", default=".", help="directory for saved counterexamples (default .)")
     f.add_argument("--json", metavar="PATH", help="also write the run as JSON")
     f.add_argument("--replay", metavar="FILE", help="re-run a saved counterexample instead of fuzzing")
+    f.add_argument("--shards", type=positive, default=1, metavar="K",
+                   help="split the campaign into K independent shards (seeds seed..seed+K-1) on the job runner: "
+                        "--workers shards at a time locally, or --backend ray (prefixproof.jobs.fuzz_shards)")
+    f.add_argument("--backend", choices=("process", "ray"), default="process", help="where shards run")
+    f.add_argument("--address", metavar="ADDR", help="Ray cluster address (with --backend ray)")
 
 
 def hypothesis_home() -> Path:
@@ -89,6 +94,11 @@ def cmd_fuzz(args: argparse.Namespace, argv: list[str]) -> int:
         raise UsageError(f"--failures {args.failures}: not a directory")
     check_writable(args.json)
     _hypothesis_available()
+    if args.address and args.backend != "ray":
+        raise UsageError("--address needs --backend ray")
+    if args.shards > 1 or args.backend == "ray":
+        from prefixproof.jobs.fuzz_shards import run_shards
+        return run_shards(args)
     from prefixproof.verify.identities.properties import CONTROLS, PROPERTIES
     from prefixproof.verify.identities.runner import HarnessError, Plan, fuzz, run_control
 

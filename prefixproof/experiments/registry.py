@@ -1,0 +1,101 @@
+"""The experiments: E1-E5 of the paper, the 1-layer ablation of E3 (E3L1) and prefix + LoRA (E6).
+
+Every experiment has a CPU size (the default: reproduces the qualitative result on a 2-core machine) and a
+paper size (`--paper`: the companion code's model sizes and step counts, for `--device cuda`). Paper figures
+are the companion code's (issue 13). CPU sizes keep the structure that matters: the same tasks, the same
+prefix lengths and LoRA ranks matched to the prefix's parameter count; smaller widths and fewer steps.
+CPU sizes pretrain the mix with a task token (it converges in far fewer steps); paper sizes do not, as the
+companion code.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+
+from prefixproof.experiments.config import Cell, ConfigError, Experiment, ModelConfig
+
+QKV = ("q", "k", "v")
+
+
+def _e1(paper: bool) -> Experiment:
+    return Experiment(
+        "E1", "pretrain ascending sort, adapt to descending: full fine-tuning learns it, a prefix cannot",
+        ModelConfig(1, 1, 96), "ascending", 20000 if paper else 600, 1e-3 if not paper else 5e-4,
+        (Cell("full", "descending", "full", 10000 if paper else 300, 5e-4, paper="84.91%"),
+         Cell("prefix", "descending", "prefix", 40000 if paper else 600, 1e-2 if not paper else 5e-4, paper="0.00%"),
+         Cell("soft", "descending", "soft", 10000 if paper else 300, 1e-2 if not paper else 5e-4, paper="-")),
+        prefix_len=1, pretrained_evals=("descending",), paper_pretrained={"ascending": "91.41%"},
+        expect=(("full", "prefix", 40.0),))
+
+
+def _mix_model(paper: bool, layers: int, cpu_layers: int = 1, layernorm: bool = True) -> ModelConfig:
+    """The paper's width 256 and `layers`; at CPU size width 64 and `cpu_layers` (E3: 2, the others: 1)."""
+    return ModelConfig(layers if paper else cpu_layers, 4, 256 if paper else 64, layernorm)
+
+
+def _e2(paper: bool) -> Experiment:
+    cells = tuple(Cell(f"prefix_{t}", t, "prefix", 20000 if paper else 600, 5e-4 if paper else 1e-2, paper=f)
+                  for t, f in zip(("ascending", "descending", "add1", "add2"), ("94.09%", "83.72%", "99.62%", "99.78%")))
+    return Experiment("E2", "pretrain on a mix of 4 tasks, extract each with a prefix (no LayerNorm)",
+                      _mix_model(paper, 1, layernorm=False), "mix", 40000 if paper else 2000, 5e-4 if paper else 2e-3,
+                      cells, prefix_len=1, task_token=not paper)
+
+
+def _e3(paper: bool, layers: int = 4, eid: str = "E3") -> Experiment:
+    steps, lr = (20000, 5e-4) if paper else (1000, 1e-2)
+    return Experiment(
+        eid, f"after the 4-task mix{'' if eid == 'E3' else ' (1 layer, 4 heads)'}: a composition (sort-and-increment) is learned "
+        "by a prefix, a novel task (double histogram) is not",
+        _mix_model(paper, layers, 2 if eid == "E3" else 1),
+        "mix", 40000 if paper else 2000, 5e-4 if paper else 2e-3,
+        (Cell("prefix_sort_inc", "ascending_add1", "prefix", steps, lr, paper="71.59%" if eid == "E3" else "-"),
+         Cell("prefix_hist", "double_hist", "prefix", steps, lr, paper="0.62%" if eid == "E3" else "-")),
+        prefix_len=10 if paper else 12, task_token=not paper, pretrained_evals=("ascending_add1", "double_hist"),
+        expect=(("prefix_sort_inc", "prefix_hist", 20.0),))
+
+
+def _e4(paper: bool) -> Experiment:
+    return Experiment(
+        "E4", "double histogram after the mix: prefix vs LoRA with the same number of parameters",
+        _mix_model(paper, 4), "mix", 40000 if paper else 2000, 5e-4 if paper else 2e-3,
+        (Cell("prefix", "double_hist", "prefix", 100000 if paper else 1000, 5e-5 if paper else 1e-2, paper="0.31%"),
+         Cell("lora", "double_hist", "lora", 10000 if paper else 1000, 5e-3 if paper else 1e-2, lora_rank=2, lora_targets=QKV,
+              match_prefix=True, paper="92.38%")),
+        prefix_len=12, task_token=not paper, pretrained_evals=("double_hist",), expect=(("lora", "prefix", 20.0),))
+
+
+def _e4m(paper: bool) -> Experiment:
+    """E4 with the LoRA also on the MLP: rank 1 on q, fc1, fc2 has the prefix's count too (CPU: 128 + 320 + 320 =
+    768 = 12 * 64; paper: 4 * (512 + 1280 + 1280) = 12,288). The same pretrained models as E4."""
+    e4 = _e4(paper)
+    cell = Cell("lora_mlp", "double_hist", "lora", e4.cells[1].steps, e4.cells[1].lr, lora_rank=1,
+                lora_targets=("q", "fc1", "fc2"), match_prefix=True, paper="92.38%")
+    return replace(e4, id="E4M", title="E4 with LoRA on the MLP too (compare with E4's prefix row: the same "
+                   "pretrained models)", cells=(cell,), expect=())
+
+
+def _e5(paper: bool) -> Experiment:
+    return Experiment(
+        "E5", "memorisation: pretrain translation into language A, adapt to language B",
+        _mix_model(paper, 4), "translate_a", 40000 if paper else 2000, 5e-4 if paper else 2e-3,
+        (Cell("prefix", "translate_b", "prefix", 20000 if paper else 1000, 5e-4 if paper else 1e-2, paper="fails"),
+         Cell("lora", "translate_b", "lora", 10000 if paper else 1000, 5e-3, lora_rank=2, lora_targets=QKV,
+              match_prefix=True, paper="94%")),
+        prefix_len=12, n_words=1000 if paper else 100, expect=(("lora", "prefix", 20.0),))
+
+
+def _e6(paper: bool) -> Experiment:
+    e4 = _e4(paper)
+    both = Cell("prefix_lora", "double_hist", "prefix_lora", e4.cells[1].steps, e4.cells[1].lr, lora_rank=2,
+                lora_targets=QKV, paper="-")
+    # the same pretraining as E4 (the models are shared): compare with E4's prefix and LoRA rows
+    return replace(e4, id="E6", title="prefix + LoRA on the double histogram (compare with E4's prefix and LoRA "
+                   "rows: the same pretrained models)", cells=(both,), expect=())
+
+
+BUILDERS = {"E1": _e1, "E2": _e2, "E3": _e3, "E3L1": lambda p: _e3(p, 1, "E3L1"), "E4": _e4, "E4M": _e4m, "E5": _e5, "E6": _e6}
+
+
+def get(eid: str, paper: bool = False) -> Experiment:
+    if eid not in BUILDERS:
+        raise ConfigError(f"unknown experiment {eid!r}; choose from {', '.join(BUILDERS)}")
+    return BUILDERS[eid](paper)

@@ -1,0 +1,76 @@
+"""The job runner: results in order, a failing job is an error (never dropped), Ray on a local instance,
+and fuzz shards through the same runner."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from prefixproof.jobs import JobError, run_jobs
+from prefixproof.jobs.fuzz_shards import combine
+from tests.clirun import run
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def fail_on_three(x: int) -> int:
+    if x == 3:
+        raise ValueError("three is bad")
+    return x
+
+
+def test_in_process_results_come_back_in_order():
+    assert run_jobs(square, [3, 1, 2]) == [9, 1, 4]
+
+
+def test_a_failing_job_is_an_error_naming_it():
+    with pytest.raises(JobError, match="1 of 4 jobs failed; first: job 3: ValueError: three is bad"):
+        run_jobs(fail_on_three, [0, 1, 2, 3])
+
+
+def test_process_pool_runs_jobs_in_other_processes():
+    import os
+    pids = run_jobs(_pid, [0, 1], workers=2)
+    assert all(p != os.getpid() for p in pids)
+
+
+def _pid(_: int) -> int:
+    import os
+    return os.getpid()
+
+
+def test_ray_runs_jobs_on_a_local_instance():
+    import os
+    import sys
+    ray = pytest.importorskip("ray")
+    # the workers import this test module by name, as pytest did: give them pytest's sys.path
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}})
+    try:
+        assert run_jobs(square, [1, 2, 3], backend="ray") == [1, 4, 9]
+        with pytest.raises(JobError, match="three is bad"):
+            run_jobs(fail_on_three, [3, 4], backend="ray")
+    finally:
+        ray.shutdown()
+
+
+def test_fuzz_shards_cover_the_examples_and_flag_the_controls(capsys, tmp_path):
+    out = tmp_path / "shards.json"
+    code, stdout, _ = run(capsys, "fuzz", "--shards", 2, "--workers", 1, "--examples", 6, "--size", "small",
+                          "--engine", "random", "--property", "prefix_rescale", "--failures", tmp_path,
+                          "--json", out)
+    assert code == 0, stdout
+    doc = json.loads(out.read_text())
+    assert doc["shards"] == 2 and doc["shard_status"] == [0, 0]
+    assert doc["properties"]["prefix_rescale"]["examples"] == 6  # 3 per shard
+    assert doc["controls"] and all(c["flagged"] for c in doc["controls"].values())
+
+
+def test_shard_combination_never_passes_a_failed_or_missing_shard():
+    ok = {"status": 0, "report": {"properties": {}, "saved_counterexamples": {}, "controls": {}}}
+    assert combine([ok, ok])[0] == 0
+    assert combine([ok, {"status": 3, "report": ok["report"]}])[0] == 3
+    assert combine([ok, {"status": 0, "report": None}])[0] == 3  # a shard without a report is not a pass
+    assert combine([ok, {"status": 1, "report": {"saved_counterexamples": {"p": "f.json"}}}])[0] == 1
