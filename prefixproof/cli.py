@@ -186,14 +186,17 @@ def _add_quiet(sub: argparse._SubParsersAction) -> None:
     """`--quiet` on every command: the summary only."""
     for name, parser in sub.choices.items():
         nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        if nested:  # build CONSTRUCTION ...: the option goes after the construction's name
-            for child in nested[0].choices.values():
-                child.add_argument("--quiet", action="store_true", help=QUIET_HELP.get(name, "summary only"))
-            continue
-        if not any("--quiet" in a.option_strings for a in parser._actions):
-            parser.add_argument("--quiet", action="store_true", help=QUIET_HELP.get(name, "summary only"))
-        else:
-            next(a for a in parser._actions if "--quiet" in a.option_strings).help = QUIET_HELP.get(name)
+        # build CONSTRUCTION ... / experiment ACTION ...: the option goes after the nested command's name
+        for target in (nested[0].choices.values() if nested else [parser]):
+            _quiet_option(target, QUIET_HELP.get(name, "summary only"))
+
+
+def _quiet_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    existing = next((a for a in parser._actions if "--quiet" in a.option_strings), None)
+    if existing is None:
+        parser.add_argument("--quiet", action="store_true", help=help_text)
+    else:
+        existing.help = help_text
 
 
 INPUTS = ("weights", "map_file", "replay", "dir")  # argument names whose paths a run reads
