@@ -174,12 +174,12 @@ def test_edited_weights_no_longer_match_the_fingerprint(t2, tmp_path, capsys, te
     assert code == 1 and "REJECTED at step fingerprint" in out, out
 
 
-@pytest.mark.parametrize("edit,step", [("bias", "decode[row"), ("scale", "attention[head")])
+@pytest.mark.parametrize("edit,step", [("bias", "decode[row"), ("scale", "attention[head"), ("nan", "weights")])
 def test_forged_fingerprint_with_edited_weights_is_rejected_by_reasoning(t2, tmp_path, capsys, edit, step):
     w = _weights_copy(t2, tmp_path)
-    if edit == "bias":  # the decoder's bias of logit 3 raised: value 3 wins where its neighbours should
-        tensors = load_file(str(w / "model.safetensors"))
-        tensors["layers.0.mlp.2.b"][3] += 0.05
+    if edit in ("bias", "nan"):  # the decoder's bias of logit 3 raised: value 3 wins where its neighbours should;
+        tensors = load_file(str(w / "model.safetensors"))  # or NaN, which would make every comparison pass
+        tensors["layers.0.mlp.2.b"][3] = np.nan if edit == "nan" else tensors["layers.0.mlp.2.b"][3] + 0.05
         save_file(tensors, str(w / "model.safetensors"))
     else:  # a much smaller attention scale: the softmax no longer selects
         config = json.loads((w / "config.json").read_text())
@@ -253,3 +253,4 @@ def test_outward_steps_reach_past_the_neighbouring_float():
     assert iv.up(-np.inf) == -np.finfo(np.float64).max and np.isnan(iv.up(np.nan))
     # negative control: a step that is too small (half an ulp) is caught by the same comparison
     assert not np.all(x[np.isfinite(x)] + np.abs(x[np.isfinite(x)]) * 2.0**-54 >= np.nextafter(x, np.inf)[np.isfinite(x)])
+

@@ -15,12 +15,9 @@ def coverage(row, ya, yb, R: int, V: int) -> None:
     K = len(row)
     if K == 0:
         raise Reject("coverage[row 0]", "no blocks")
-    new = np.ones(K, dtype=bool)
-    new[1:] = row[1:] != row[:-1]
-    start = np.where(new, 0, np.concatenate([[0], yb[:-1] + 1]))
-    last = np.ones(K, dtype=bool)
-    last[:-1] = new[1:]
     step = np.diff(row, prepend=-1)
+    new, last = step != 0, np.append(step[1:] != 0, True)  # first and last block of a row
+    start = np.where(new, 0, np.concatenate([[0], yb[:-1] + 1]))
     bad = (ya != start) | (ya > yb) | (last & (yb != V - 1)) | (yb > V - 1) | ~np.isin(step, (0, 1))
     if row[0] != 0 or row[-1] != R - 1 or bad.any():
         k = int(np.flatnonzero(bad)[0]) if bad.any() else 0

@@ -72,13 +72,9 @@ def read_weights(directory: Path) -> Weights:
         config = json.loads((directory / "config.json").read_text())
         with safe_open(str(directory / "model.safetensors"), framework="np") as f:
             raw = {k: f.get_tensor(k) for k in f.keys()}
-        tensors = {}
-        for name, entry in config["tensors"].items():
-            if entry["storage"] == "csr":
-                tensors[name] = sp.csr_array((raw[f"{name}.data"].astype(np.float64), raw[f"{name}.indices"],
-                                              raw[f"{name}.indptr"]), shape=tuple(entry["shape"]))
-            else:
-                tensors[name] = raw[name].astype(np.float64).reshape(entry["shape"])
+        tensors = {name: sp.csr_array((raw[f"{name}.data"].astype(np.float64), raw[f"{name}.indices"],
+                                       raw[f"{name}.indptr"]), shape=tuple(e["shape"])) if e["storage"] == "csr"
+                   else raw[name].astype(np.float64).reshape(e["shape"]) for name, e in config["tensors"].items()}
     except Exception as e:
         raise Unusable(f"weights directory {directory} is unreadable ({type(e).__name__}: {str(e)[:160]})") from None
     return Weights(config, tensors)
@@ -96,7 +92,7 @@ def fingerprint(w: Weights) -> str:
         | {"heads": [{"name": h["name"], "scale": h["scale"]} for h in layer["heads"]]} for layer in c["layers"]]}
     h = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
     names = ["embed", "pos"] + [f"layers.{l}.{part}" for l, layer in enumerate(c["layers"]) for part in
-                                 [f"heads.{h}.{p}" for h in range(len(layer["heads"])) for p in ("W_Q", "W_K", "W_V", "W_O")]
+                                 [f"heads.{i}.{p}" for i in range(len(layer["heads"])) for p in ("W_Q", "W_K", "W_V", "W_O")]
                                  + [f"mlp.{k}.{p}" for k in range(layer["mlp_layers"]) for p in ("W", "b")]
                                  + (["ln.gamma", "ln.beta"] if layer["layernorm_eps"] is not None else [])]
     for name in names + (["unembed"] if c["unembed"] else []):

@@ -96,7 +96,7 @@ def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, lis
             t = np.maximum(Alo[h, r, p] * w, Ahi[h, r, p] * w)
             S, M, n_t = S + t, M + np.abs(t), n_t + 1
     cheap = iv.up(S + iv.safe(iv.gamma(n_t + 1) * iv.safe(M, n_t) + n_t * iv.ETA, 2))
-    pick = cheap > 0
+    pick = ~(cheap <= 0)  # NaN counts as live
     pick[idx] = True
     key = key[pick]
     r, u = key // hidden, key % hidden
@@ -133,13 +133,13 @@ def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, lis
     top = iv.add(c, iv.mul(b, T))[1]
     for name, mine, theirs, side in (("c", c[0][idx], listed[2], -1), ("c", c[1][idx], listed[3], 1),
                                      ("b", b[0][idx], listed[4], -1), ("b", b[1][idx], listed[5], 1)):
-        bad = np.flatnonzero(mine < theirs if side < 0 else mine > theirs)
+        bad = np.flatnonzero(~(mine >= theirs) if side < 0 else ~(mine <= theirs))
         if bad.size:
             i = bad[0]
             raise Reject(f"form[row {listed[0][i]}, unit {listed[1][i]}]",
                          f"{name} {'lower' if side < 0 else 'upper'} end {theirs[i]!r} does not contain the "
                          f"checker's {mine[i]!r}")
-    live = np.flatnonzero(np.isin(np.arange(len(key)), idx, invert=True) & (top > 0))
+    live = np.flatnonzero(np.isin(np.arange(len(key)), idx, invert=True) & ~(top <= 0))
     if live.size:
         i = live[0]
         raise Reject(f"form[row {r[i]}, unit {u[i]}]", f"the certificate drops this pair, but its pre-activation "

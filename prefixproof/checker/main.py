@@ -47,9 +47,10 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
 
     def t(name):  # the weight rounded to the execution format, as float64
         x = w.tensors[name]
-        if hasattr(x, "tocsr"):
-            return sp.csr_array((x.data.astype(F).astype(np.float64), x.indices, x.indptr), shape=x.shape)
-        return x.astype(F).astype(np.float64)
+        y = (x.data if hasattr(x, "tocsr") else x).astype(F).astype(np.float64)
+        if not np.isfinite(y).all():  # NaN would make every comparison below pass
+            raise Reject("weights", f"{name} has an entry that is NaN or infinite in {fmt}")
+        return sp.csr_array((y, x.indices, x.indptr), shape=x.shape) if hasattr(x, "tocsr") else y
     H, R, V, n = len(layers[0]["heads"]), len(rows.own), int(cfg["vocab"]), rows.n_positions
     mlp = [(t(f"layers.0.mlp.{k}.W"), dense(t(f"layers.0.mlp.{k}.b")).ravel()) for k in range(layers[0]["mlp_layers"])]
     tail = mlp[1:] + ([(t("unembed"), np.zeros(V))] if cfg["unembed"] else [])
