@@ -364,7 +364,7 @@ def _check_prompt_tensors(d: Path, info: dict[str, Any], tensors: dict[str, np.n
         raise FormatError(f"{d / PROMPT} must hold only virtual_tokens, it also has {sorted(tensors)[:3]}")
     check_values(vt, f"{d / PROMPT}: virtual_tokens", FormatError)
     count = info.get("virtual_tokens")
-    if (count is not None or "mode" in info) and vt.shape[0] != count:
+    if count is not None and vt.shape[0] != count:  # load_prompt requires the count (check_prompt_info)
         raise FormatError(f"{d / CONFIG} says {count} virtual tokens, {PROMPT} has {vt.shape[0]}")
     return vt
 
