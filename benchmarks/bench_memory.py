@@ -28,8 +28,10 @@ MAP = {"hi": "!", "ok": "?"}  # the README's example map file
 
 # (label, arguments after `prefixproof`, peak target in bytes, seconds target or None)
 CASES = [
-    ("README multi_token --map-file", ["build", "multi_token", "--map-file", "{map}", "--out", "{out}/mt"], 1 * GB, None),
-    ("README conditional --map-file", ["build", "conditional", "--map-file", "{map}", "--out", "{out}/cd"], 1 * GB, None),
+    ("README multi_token --map-file", ["build", "multi_token", "--map-file", "{map}", "--out", "{out}/mt"], 1 * GB,
+     None),
+    ("README conditional --map-file", ["build", "conditional", "--map-file", "{map}", "--out", "{out}/cd"], 1 * GB,
+     None),
     ("README theorem1 build", ["build", "theorem1", "--target", "Hello ~ world", "--out", "{out}/hello"], 4 * GB, None),
     ("README theorem2 build", ["build", "theorem2", "--map", "abc->xyz", "--out", "{out}/swap"], 4 * GB, None),
     ("README generate", ["generate", "{out}/swap", "--input", "abcdef"], 4 * GB, None),

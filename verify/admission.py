@@ -38,7 +38,7 @@ def _fits_text(name: str, params: dict[str, int], budget: Budget, workers: int) 
     """For each parameter above its minimum: the largest value that fits with the others held."""
     parts = []
     for key, value in params.items():
-        low = 2 if key == "V" else 1
+        low = 2 if key == "V" or (name == "multi_token_packing" and key == "L") else 1
         if value <= low:
             continue
 

@@ -13,6 +13,7 @@ to be at least the measured peak and at most `SLACK` times it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ class Matrix:
     rows: int
     cols: int
     nnz: int
+    entry_bytes: int = EXACT_ENTRY  # per exact entry (more when the rationals have long numerators)
 
     @property
     def float_bytes(self) -> int:
@@ -47,7 +49,7 @@ class Matrix:
 
     @property
     def exact_bytes(self) -> int:
-        return EXACT_ENTRY * self.nnz + 64
+        return self.entry_bytes * self.nnz + 64
 
 
 @dataclass(frozen=True)
@@ -183,7 +185,8 @@ def construction_shape(name: str, params: dict[str, int]) -> ModelShape:
         depth = 2 * D + 5
         mats = [Matrix(V, d, V), Matrix(n, d, 2 * n)]
         mats += [Matrix(1, d, 1), Matrix(1, d, 1), Matrix(V, d, V), Matrix((L + 1) * V, V, V)] * (L + 1)
-        mats += [Matrix(width, width, 3 * width), Matrix(width, 1, width)] * depth
+        digits = EXACT_ENTRY + int(D * math.log2(V)) // 8  # the digit stages' rationals reach V^D
+        mats += [Matrix(width, width, 3 * width, digits), Matrix(width, 1, width, digits)] * depth
         layer = LayerShape(d, ((1, V),) * (L + 1), (L + 1) * V, (width,) * (depth - 1), V)
         return ModelShape(V, d, n, (layer,), tuple(mats), d + (L + 1) * V + width * depth)
     raise ValueError(f"no size formula for construction {name!r}")
