@@ -102,7 +102,8 @@ class PrefixproofForCausalLM(PreTrainedModel, GenerationMixin):
         vocab = [f"token:{t}" for t in range(self.config.vocab_size)]
         parts = name.removeprefix("model.").split(".")
         if parts[0] in ("embed", "pos") and parts[1:] == ["weight"]:
-            rows = vocab if parts[0] == "embed" else [f"position:{p}" for p in range(self.config.max_position_embeddings)]
+            n_ctx = self.config.max_position_embeddings
+            rows = vocab if parts[0] == "embed" else [f"position:{p}" for p in range(n_ctx)]
             return rows, labels("stream")
         if parts[0] == "unembed":
             return vocab, labels(f"layers.{len(self.config.layers) - 1}.out")
@@ -176,7 +177,7 @@ class PrefixproofForCausalLM(PreTrainedModel, GenerationMixin):
 
     def prepare_inputs_for_generation(self, input_ids: Any, *args: Any, inputs_embeds: Any = None,
                                       **kwargs: Any) -> dict[str, Any]:
-        """transformers' own preparation without position_ids, plus the cache under its pre-5.0 name `past_key_values` as well.
+        """transformers' own preparation without position_ids, plus the cache under its pre-5.0 name as well.
 
         peft 0.21.2's prompt tuning looks for `past_key_values` to tell the prefill step from later steps;
         transformers 5 calls it `cache`, so without the alias PEFT re-injects the virtual tokens before every new

@@ -63,7 +63,8 @@ def test_auto_class_generates_the_target_with_its_cache(built, dtype):
     assert type(model).__name__ == "PrefixproofForCausalLM" and model.dtype == DTYPES[dtype]
     assert json.loads((d / "config.json").read_text())["architectures"] == [type(model).__name__]
     names = dict(model.named_parameters())
-    assert {"model.embed.weight", "model.pos.weight", "model.layers.0.heads.0.W_Q", "model.layers.0.mlp_W2"} <= set(names)
+    assert {"model.embed.weight", "model.pos.weight", "model.layers.0.heads.0.W_Q",
+            "model.layers.0.mlp_W2"} <= set(names)
     assert all(isinstance(p, torch.nn.Parameter) for p in names.values()) and not list(model.buffers())
     _, answers = _inputs_and_answers(d)
     Y = answers[0]
@@ -157,7 +158,8 @@ def test_every_parameter_has_labelled_axes(built):
     rows, cols = model.axes("model.layers.0.mlp_W0")
     # select:k reads fetched:k and here:k (constructions/lookup.py): the weights say so under these labels
     W = model.get_parameter("model.layers.0.mlp_W0").detach().numpy()
-    assert W[rows.index("select:2"), cols.index("fetched:2")] == 1 and W[rows.index("select:2"), cols.index("here:2")] == 1
+    sel = rows.index("select:2")
+    assert W[sel, cols.index("fetched:2")] == 1 and W[sel, cols.index("here:2")] == 1
     assert W[rows.index("select:2"), cols.index("fetched:3")] == 0
 
 
@@ -187,3 +189,24 @@ def test_verify_predicts_what_peft_gets_wrong_with_its_float32_prompt(tmp_path, 
         out = model.generate(input_ids=torch.from_numpy(inputs), max_new_tokens=1, do_sample=False)[:, -1:]
         wrong[dtype] = int((out.numpy() != answers).any(axis=1).sum())
     assert wrong[torch.float32] == predicted > 0 and wrong[torch.float64] == 0
+
+
+def test_without_the_cache_alias_peft_reinjects_the_prompt(built, monkeypatch):
+    """Negative control for prepare_inputs_for_generation: with transformers' own version, peft 0.21.2 does not
+    see the cache and puts the virtual token before every new token, so theorem1 no longer generates its target."""
+    from transformers import GenerationMixin
+
+    d = built / "theorem1"
+    _, answers = _inputs_and_answers(d)
+    monkeypatch.setattr(prefixproof.hf.PrefixproofForCausalLM, "prepare_inputs_for_generation",
+                        GenerationMixin.prepare_inputs_for_generation)
+    model = peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(d), d)
+    fed = []
+    model.base_model.register_forward_pre_hook(lambda m, a, k: fed.append(k["inputs_embeds"].shape[1]
+                                               if k.get("inputs_embeds") is not None else None), with_kwargs=True)
+    try:
+        out = model.generate(input_ids=torch.zeros(1, 0, dtype=torch.long), max_new_tokens=answers.shape[1],
+                             do_sample=False).tolist()
+    except ValueError as e:  # the re-injected tokens run past the context
+        out = str(e)
+    assert fed[:2] == [1, 2] and out != answers.tolist()
