@@ -1,8 +1,6 @@
 """A minimal reader of prefixproof weights directories, written from docs/format.md (its pseudo-code) and
 docs/semantics.md only. Plain numpy and the standard library; imports nothing from prefixproof.
-
-    python tests/reference_reader.py DIR [--input TEXT]   prints what `prefixproof generate` prints
-"""
+`python tests/reference_reader.py DIR [--input TEXT]` prints what `prefixproof generate` prints."""
 from __future__ import annotations
 
 import json
@@ -40,7 +38,7 @@ class Reader:
         self.virtual = read_safetensors(d / self.prompt["file"])["virtual_tokens"]
         self.E, self.Pos = self.tensor("embed"), self.tensor("pos")
         self.U = self.tensor("unembed") if self.cfg.get("unembed") else None
-        self.layers = []
+        self.layers = []  # (spec, heads, mlp, layernorm) per layer
         for l, spec in enumerate(self.cfg["layers"]):
             heads = [tuple(self.tensor(f"layers.{l}.heads.{h}.{w}") for w in ("W_Q", "W_K", "W_V", "W_O"))
                      + (h_spec["scale"],) for h, h_spec in enumerate(spec["heads"])]
@@ -107,9 +105,7 @@ class Reader:
                 A = np.exp(S - S.max(-1, keepdims=True))
                 A = A / A.sum(-1, keepdims=True)
                 A_out = A_out + (A @ (H @ WV.T)) @ WO.T
-            if spec.get("attn_residual"):
-                A_out = A_out + X
-            Z = A_out
+            Z = A_out = A_out + X if spec.get("attn_residual") else A_out
             for k, (W, b) in enumerate(mlp):
                 Z = Z @ W.T + b
                 if k < len(mlp) - 1:
