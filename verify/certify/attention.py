@@ -36,12 +36,11 @@ from prefixproof.verify.certify import recorder
 from prefixproof.verify.certify.lookup_rows import LookupRows
 from prefixproof.verify.certify.interval import Exec, Iv
 from prefixproof.verify.certify.interval import as_dense as iv_as_dense
+from prefixproof.verify.certify.sparse_routing import free_candidates, free_sparse, sparse_free_terms, sparse_pair
 
 
 DENSE_PAIRS = 30_000_000  # (row, hidden unit) pairs the certificate evaluates densely at most
 SOFTMAX_BLOCK = 1_000_000  # score entries per block of rows in the softmax
-SPARSE_FACTOR = 8  # routing of free positions kept sparse below this many non-zeros per row and column
-LARGE_WEIGHT = 0.25  # attention weights above this fraction of their column's largest get explicit pairs
 
 
 class Unsupported(Exception):
@@ -159,7 +158,7 @@ def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
                  "Fpay_c": _slice_cols(Fc, pay), "Fpay_r": _slice_cols(Fr, pay)}
         if free:
             piece["FX"] = I.linear((X[0][nv:], X[1][nv:]), Fc, W_rad=Fr)  # (n_free, hidden)
-            sparse_fx = _sparse_pair(piece["FX"])
+            sparse_fx = sparse_pair(piece["FX"])
             if sparse_fx is not None:  # free positions reach few units (Theorem 1: one unit each)
                 piece["FX_sparse"] = sparse_fx
                 del piece["FX"]
@@ -270,59 +269,11 @@ def _contribution(Fc: np.ndarray, Fr: np.ndarray, tmin: float, tmax: float) -> I
     return I.mul((I.down(Fc - Fr), I.up(Fc + Fr)), (np.full_like(Fc, tmin), np.full_like(Fc, tmax)))
 
 
-def _sparse_pair(M: Iv):
-    """An interval matrix as two CSC matrices with one pattern (entries not exactly [0, 0]), or None when it is
-    not sparse (more than SPARSE_FACTOR non-zeros per row and column on average)."""
-    mask = (M[0] != 0) | (M[1] != 0)
-    nnz = int(np.count_nonzero(mask))
-    if nnz > SPARSE_FACTOR * (M[0].shape[0] + M[0].shape[1]):
-        return None
-    i, j = np.nonzero(mask)
-    order = sp.csc_array((np.arange(1, nnz + 1, dtype=np.float64), (i, j)), shape=M[0].shape)
-    k = order.data.astype(np.int64) - 1  # position of each stored entry in (i, j)
-    lo = sp.csc_array((M[0][i, j][k], order.indices, order.indptr), shape=M[0].shape)
-    hi = sp.csc_array((M[1][i, j][k], order.indices.copy(), order.indptr.copy()), shape=M[0].shape)
-    return lo, hi
-
-
-def _free_sparse(claim: LookupRows, pieces) -> bool:
-    return bool(claim.free_pos) and all("FX_sparse" in pc for pc in pieces)
-
-
-def _free_candidates(claim: LookupRows, pieces, upper: np.ndarray):
-    """Free positions with sparse routing: a row-uniform bound for the small attention weights, and explicit
-    (row, unit) pairs where a row's weight on a free position is large (Theorem 1: the row's own position).
-
-    For free position p and a row r whose weight A_hi[r, p] is at most tau_p (the largest weight not marked
-    large), the contribution A[r, p] FX[p, u] is at most tau_p max(FX_hi[p, u], 0); a large weight makes every
-    unit u with FX_hi[p, u] > 0 a candidate of that row. Units with FX_hi <= 0 only lose from any weight >= 0.
-    """
-    free = np.asarray(claim.free_pos)
-    rows_out, units_out = [], []
-    for pc in pieces:
-        A_hi = pc["A"][1][:, free]  # (R, n_free)
-        col_max = A_hi.max(axis=0) if A_hi.size else np.zeros(len(free))
-        big = A_hi > LARGE_WEIGHT * np.maximum(col_max, 0.0)[None, :]
-        tau = np.where(big, 0.0, A_hi).max(axis=0) if A_hi.size else np.zeros(len(free))
-        pos = pc["FX_sparse"][1].copy()
-        pos.data = np.maximum(pos.data, 0.0)
-        upper = I.up(upper + I.up(pos.T @ tau * (1 + 4 * I.gamma(max(len(free), 1)))))
-        rr, ff = np.nonzero(big)
-        pos_csr = sp.csr_array(pos)
-        pos_csr.eliminate_zeros()
-        counts = np.diff(pos_csr.indptr)[ff]
-        starts = pos_csr.indptr[ff]
-        k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(starts, counts)
-        rows_out.append(np.repeat(rr, counts))
-        units_out.append(pos_csr.indices[k])
-    return upper, rows_out, units_out
-
-
 def _candidate_pairs(claim: LookupRows, pieces, b1, err1, hidden):
     """(row, unit) pairs whose pre-activation may be positive; all pairs when some content token is free
     and its routing into the first layer is dense."""
     R = claim.rows
-    if claim.free_pos and not _free_sparse(claim, pieces):
+    if claim.free_pos and not free_sparse(claim, pieces):
         if R * hidden > DENSE_PAIRS:
             raise Unsupported(f"{R} rows x {hidden} hidden units exceed the certificate's dense budget "
                               f"({DENSE_PAIRS}); certify a smaller instance")
@@ -339,7 +290,7 @@ def _candidate_pairs(claim: LookupRows, pieces, b1, err1, hidden):
             upper = I.up(upper + a * np.maximum(pc["FP"][1][p], 0.0))
     touched_rows, touched_units = [], []
     if claim.free_pos:
-        upper, touched_rows, touched_units = _free_candidates(claim, pieces, upper)
+        upper, touched_rows, touched_units = free_candidates(claim, pieces, upper)
     alive = np.flatnonzero(upper > 0)
     for pc in pieces:
         sources = [(pc["Fpay_c"], claim.own)] + [(pc["FE_c"], claim.fixed_tok[:, j]) for j in range(len(claim.fixed_pos))]
@@ -375,7 +326,7 @@ def _pair_forms(claim: LookupRows, pieces, b1, err1, rows, units, tmin, tmax):
             coef = (np.where(mine, I.down(fc - fr), 0.0), np.where(mine, I.up(fc + fr), 0.0))
             b = I.add(b, I.mul(a, coef))
         if free and "FX_sparse" in pc:  # free content positions, sparse routing: per pair, its few terms
-            c = I.add(c, _sparse_free_terms(A, free, pc["FX_sparse"], rows, units))
+            c = I.add(c, sparse_free_terms(A, free, pc["FX_sparse"], rows, units))
         elif free:  # free content positions: one dense product over all rows
             D = I.matmul((A[0][:, free], A[1][:, free]), pc["FX"])
             c = I.add(c, (D[0][rows, units], D[1][rows, units]))
@@ -387,24 +338,3 @@ def _pair_forms(claim: LookupRows, pieces, b1, err1, rows, units, tmin, tmax):
             c = I.add(c, I.mul(a, term))
     return c, b
 
-
-def _sparse_free_terms(A: Iv, free: list[int], FX: tuple, rows: np.ndarray, units: np.ndarray) -> Iv:
-    """Enclosure of sum over free positions f of A[r, free[f]] FX[f, u] for each pair (r, u), from the
-    non-zeros of column u of FX only; the float64 sums are widened by gamma_k of their terms' magnitudes."""
-    lo_m, hi_m = FX
-    free = np.asarray(free)
-    counts = np.diff(lo_m.indptr)[units]
-    starts = lo_m.indptr[units]
-    total = int(counts.sum())
-    pair = np.repeat(np.arange(len(rows)), counts)
-    k = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(starts, counts)
-    f = lo_m.indices[k]
-    r = rows[pair]
-    prod = I.mul((A[0][r, free[f]], A[1][r, free[f]]), (lo_m.data[k], hi_m.data[k]))
-    n = max(int(counts.max()) if counts.size else 1, 1)
-    g = I.gamma(n)
-    s_lo = np.bincount(pair, weights=prod[0], minlength=len(rows))
-    s_hi = np.bincount(pair, weights=prod[1], minlength=len(rows))
-    mag = np.bincount(pair, weights=I.mag(prod), minlength=len(rows))
-    err = I.up(g * mag * (1 + 4 * g) + n * I.ETA)
-    return I.down(s_lo - err), I.up(s_hi + err)

@@ -17,7 +17,7 @@ blocking, fused or separate multiply-add, with F or wider accumulators:
 - each product is exact (fused, or exact in the wider format), or rounded to the wider format, to F, or both;
 - each of the at most n - 2 internal nodes below the root is rounded to F and/or the wider format, an error
   of at most ulp_F(S)/2 + u^2 S + eta, where S bounds the magnitude of every partial sum (the larger of the
-  terms' positive and negative parts);
+  terms' positive and negative parts, times 1 + 2 n u plus n eta for the roundings below a node);
 - the root is rounded to F (monotone, exact here).
 With n <= 2 there is no internal node below the root, so the enclosure is exact up to the root's rounding.
 Terms that are exactly zero add no rounding (x + 0 = x), so only non-zero terms count.
@@ -200,6 +200,8 @@ class DirectedOps(IntervalOps):
         S = I.up(np.maximum(np.where(nz, np.maximum(t_hi, 0.0), 0.0).sum(axis=-1),
                             np.where(nz, np.maximum(-t_lo, 0.0), 0.0).sum(axis=-1)) * (1 + 4 * g))
         inner = np.maximum(n - 2, 0)
+        # every partial sum is at most S plus the roundings below it: <= S (1 + u)^n + n eta <= S (1 + 2 n u) + n eta
+        S = I.up(S * (1 + 2 * n * self.g.u) + n * self.g.eta)
         E = I.up(inner * I.up(self.g.half_ulp(S) + self.g.u2 * S + self.g.eta))
         single = n == 1  # one term: its (optionally wide) rounding, then F's
         p_one_lo = np.where(nz, p_lo, 0.0).sum(axis=-1)
@@ -297,7 +299,8 @@ class DirectedOps(IntervalOps):
             A_lo = g.rn(e_lo / np.maximum(e_lo + o_hi, 1e-300))
             A_hi = g.rn(e_hi / np.maximum(e_hi + o_lo, 1e-300))
             return Box(np.where(vis, A_lo, 0.0), np.where(vis, np.minimum(A_hi, 1.0), 0.0))
-        E = I.up(np.maximum(n - 2, 0) * I.up(g.half_ulp(tot_hi) + g.u2 * tot_hi + g.eta))
+        S = I.up(tot_hi * (1 + 2 * n * g.u) + n * g.eta)  # partial sums with the roundings below them
+        E = I.up(np.maximum(n - 2, 0) * I.up(g.half_ulp(S) + g.u2 * S + g.eta))
         u, u2, eta = g.u, g.u2, g.eta
         # Z = RN_F(wide(inner)) with inner within E of e_j + others: Z <= ((e_j + o_hi + E)(1 + u2) + eta)(1 + u) + eta
         z_hi = I.up(I.up(I.up(I.up(e_lo + o_hi + E) * (1 + u2)) + eta) * (1 + u) + eta)

@@ -207,6 +207,9 @@ def mid_rad(a: Iv) -> tuple[np.ndarray, np.ndarray]:
 
 # ------------------------------------------------------------------ products
 
+SPARSE_MIN = 1_000_000  # entries from which a mostly-zero input of `linear` goes through scipy.sparse
+SPARSE_DENSITY = 0.05  # products whose factors have fewer live entries than this go through scipy.sparse
+
 def _abs(W: Any) -> Any:
     return abs(W) if sp.issparse(W) else np.abs(W)
 
@@ -258,7 +261,9 @@ def linear(x: Iv, W: Any, ex: Exec = REAL, W_rad: Any = None) -> Iv:
     if x[0].ndim == 2 and x[0].size >= SPARSE_MIN:
         live = (x[0] != 0) | (x[1] != 0)
         if live.mean() < SPARSE_DENSITY:
-            return _sparse_linear(x, live, W, ex, W_rad)
+            from prefixproof.verify.certify.interval_sparse import sparse_linear
+
+            return sparse_linear(x, live, W, ex, W_rad)
     c, r = mid_rad(x)
     absW = _abs(W)
     spread = _right(r, absW)
@@ -270,34 +275,6 @@ def linear(x: Iv, W: Any, ex: Exec = REAL, W_rad: Any = None) -> Iv:
     live_x = ((c != 0) | (r != 0)).astype(np.float64)
     live_W = _pattern(W) if W_rad is None else _pattern(absW + _abs(W_rad))
     zero = _right(live_x, live_W) == 0
-    return np.where(zero, 0.0, out[0]), np.where(zero, 0.0, out[1])
-
-
-SPARSE_MIN = 1_000_000  # entries of a row block from which mostly-zero inputs go through scipy.sparse
-
-
-def _sparse_linear(x: Iv, live: np.ndarray, W: Any, ex: Exec, W_rad: Any) -> Iv:
-    """`linear` for a mostly-zero 2-D input: the same enclosure, the products formed by scipy.sparse over the
-    live entries only (an entry [0, 0] contributes nothing)."""
-    i, j = np.nonzero(live)
-    c, r = mid_rad((x[0][i, j], x[1][i, j]))
-    shape = x[0].shape
-    C = sp.csr_array((c, (i, j)), shape=shape)
-    Rr = sp.csr_array((r, (i, j)), shape=shape)
-    L = sp.csr_array((np.ones(len(i)), (i, j)), shape=shape)
-    AC = abs(C)
-
-    def right(M: Any, Wm: Any) -> np.ndarray:  # M @ Wm.T as a dense array
-        out = M @ (Wm.T if sp.issparse(Wm) else np.asarray(Wm).T)
-        return out.toarray() if sp.issparse(out) else np.asarray(out)
-
-    absW = _abs(W)
-    spread = right(Rr, absW)
-    if W_rad is not None:
-        spread = spread + right(AC + Rr, W_rad)
-    out = _enclose_products(right(C, W), right(AC, absW), spread, max(_row_len(W), 1), ex)
-    live_W = _pattern(W) if W_rad is None else _pattern(absW + _abs(W_rad))
-    zero = right(L, live_W) == 0
     return np.where(zero, 0.0, out[0]), np.where(zero, 0.0, out[1])
 
 
@@ -317,26 +294,11 @@ def matmul(A: Iv, B: Iv, ex: Exec = REAL) -> Iv:
     if ac.ndim == 2 and bc.ndim == 2 and ac.size and bc.size:
         live_a, live_b = (ac != 0) | (ar != 0), (bc != 0) | (br != 0)
         if live_a.mean() < SPARSE_DENSITY and live_b.mean() < SPARSE_DENSITY:
-            return _sparse_matmul(ac, ar, bc, br, live_a, ex)
+            from prefixproof.verify.certify.interval_sparse import sparse_matmul
+
+            return sparse_matmul(ac, ar, bc, br, live_a, ex)
     aac, abc = np.abs(ac), np.abs(bc)
     return _enclose_products(ac @ bc, aac @ abc, aac @ br + ar @ (abc + br), max(A[0].shape[-1], 1), ex)
-
-
-SPARSE_DENSITY = 0.05  # matrix products whose factors have fewer live entries than this go through scipy.sparse
-
-
-def _sparse_matmul(ac, ar, bc, br, live_a, ex: Exec) -> Iv:
-    """matmul for mostly-zero 2-D factors: the same midpoint-radius enclosure, with the products formed by
-    scipy.sparse (exact zeros contribute nothing) and n the most live entries in a row of A (an upper bound of
-    the non-zero terms of every dot product)."""
-    S = sp.csr_array
-    sac, sar, sbc, sbr = S(ac), S(ar), S(bc), S(br)
-    aac, abc = abs(sac), abs(sbc)
-    centre = (sac @ sbc).toarray()
-    size = (aac @ abc).toarray()
-    spread = (aac @ sbr + sar @ (abc + sbr)).toarray()
-    n = max(int(live_a.sum(axis=1).max()), 1)
-    return _enclose_products(centre, size, spread, n, ex)
 
 
 def dot_rows(a: Iv, b: Iv, ex: Exec = REAL) -> Iv:
