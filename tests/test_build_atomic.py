@@ -111,7 +111,8 @@ def test_killed_at_every_step_of_a_rebuild(old_model, tmp_path, capsys):
     assert [seen[p] for p in POINTS] == ["AAAA"] * 5 + ["ZZZZ"] * 2, seen
     # the staging directory and, after the swap, the old model are left as hidden siblings, never inside --out
     for p in POINTS:
-        assert sorted(os.listdir(outs[p])) == ["config.json", "model.safetensors", "prompt.safetensors"]
+        assert sorted(os.listdir(outs[p])) == ["adapter_config.json", "adapter_model.safetensors", "config.json",
+                                             "model.safetensors", "prompt.safetensors"]
 
 
 def test_the_two_rename_fallback_killed_between_its_renames(old_model, tmp_path, capsys):

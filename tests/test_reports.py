@@ -146,28 +146,29 @@ def test_a_document_of_another_kind_is_refused(verify_run):
 
 
 def test_precision_table_fits_100_columns_and_cuts_nothing(capsys, monkeypatch, tmp_path):
-    """A real precision run (theorem2 in float16, the sweep capped at V=10 to keep it short) at 100 columns."""
+    """A real precision run (theorem2 in bfloat16, the sweep capped at V=10 to keep it short;
+    bfloat16 stops being certified below 10, so the table has a verdict text to wrap) at 100 columns."""
     from prefixproof.audit import precision
     from clirun import run
 
     monkeypatch.setenv("COLUMNS", "100")
     monkeypatch.setitem(precision.SWEEPS, "theorem2", [("V", {}, 10)])
     path = tmp_path / "p.json"
-    code, out, _ = run(capsys, "precision", "theorem2", "--dtype", "float16", "--json", str(path))
+    code, out, _ = run(capsys, "precision", "theorem2", "--dtype", "bfloat16", "--json", str(path))
     assert code == 0
     doc = json.loads(path.read_text())
     validate(doc)
     assert doc["versions"]["torch"] is None or "torch" in sys.modules
-    assert doc["arithmetic"] == ["float16"] and doc["seed"] == 0
+    assert doc["arithmetic"] == ["bfloat16"] and doc["seed"] == 0
     assert max(len(line) for line in out.split("\n")) <= 100
     cells, notes, _ = read_table(out)
-    (f,) = doc["formats"]["float16"]
+    (f,) = doc["formats"]["bfloat16"]
     assert f["first_not_certified"] is not None and len(f["verdict_there"]) > 40  # a long text, wrapped
     assert squeeze(f"verdict at V={f['first_not_certified']}: {f['verdict_there']}") in notes
     assert squeeze(str(f["largest_certified"])) in cells[3] and squeeze(str(f["first_not_certified"])) in cells[4]
     assert squeeze(f["summary"]) in squeeze(out) and "..." not in out
-    code, quiet, _ = run(capsys, "precision", "theorem2", "--dtype", "float16", "--quiet")
-    assert code == 0 and quiet.strip().split("\n")[0].startswith("theorem2 in float16")
+    code, quiet, _ = run(capsys, "precision", "theorem2", "--dtype", "bfloat16", "--quiet")
+    assert code == 0 and quiet.strip().split("\n")[0].startswith("theorem2 in bfloat16")
     assert squeeze(quiet) == squeeze(f["summary"])
 
 

@@ -13,6 +13,8 @@ import math
 import os
 from typing import Any
 
+from prefixproof.constructions.config_check import Checker, check_config
+from prefixproof.constructions.io import FormatError
 from prefixproof.verify.budget import Budget, OverBudget, current
 from prefixproof.verify.estimates import LABEL, build_bytes, construction_shape, generation_bytes
 from prefixproof.verify.parallel import default_workers
@@ -105,6 +107,11 @@ def admit_directory(directory: str | os.PathLike, budget: Budget | None = None) 
             config = json.load(f)
     except (OSError, ValueError, RecursionError):
         return  # unreadable or malformed: the loader says what is wrong
+    if not isinstance(config, dict):
+        return
+    # a field out of its documented range is named first (docs/format.md, "Validation"); only a config that is
+    # valid in every field is then measured against the budget
+    check_config(config, Checker(FormatError, path))
     needed = declared_bytes(config)
     (budget or current()).require(f"loading {os.fspath(directory)} (its config.json declares tensors and labels "
                                   f"of this size)", needed)

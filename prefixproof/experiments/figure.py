@@ -83,7 +83,8 @@ def figure(exp: Experiment, folder: Path, out: Path, layer: int = 0, head: int =
     fig.suptitle(f"{exp.id}: attention before/after adaptation (layer {layer}, head {head}, seed {seed}; "
                  f"{n} positions, {P} prefix)", fontsize=9)
     caption = CAPTION.format(layer=layer, head=head, task=task)
-    fig.text(0.01, 0.01, caption, fontsize=6, wrap=True, va="bottom")
+    import textwrap
+    fig.text(0.01, 0.01, textwrap.fill(caption, width=int(32 * len(panels))), fontsize=6, va="bottom")
     fig.subplots_adjust(bottom=0.16, top=0.86)
     fig.savefig(out, dpi=150)
     plt.close(fig)

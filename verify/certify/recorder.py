@@ -39,6 +39,17 @@ def recording() -> Iterator[list[Session]]:
 
 
 @contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """Run something that decides nothing (e.g. the real-arithmetic comparison) without recording it."""
+    global _ACTIVE
+    previous, _ACTIVE = _ACTIVE, None
+    try:
+        yield
+    finally:
+        _ACTIVE = previous
+
+
+@contextlib.contextmanager
 def session(claim: Any, ex: Any) -> Iterator[Session | None]:
     """Called by certify_lookup around its run; a no-op (yields None) unless a recording is open."""
     global _CURRENT
