@@ -1,7 +1,7 @@
 """The README runs as written.
 
 Every line of every fenced code block in README.md is one of:
-- a console command `$ CMD`, followed by the output it shows: it is run (in README order, in one temporary
+- a console command `$ CMD` (a `prefixproof` command, or `echo '...' > FILE` writing an input), followed by the output it shows: it is run (in README order, in one temporary
   directory, so later commands see the files earlier ones wrote), must exit 0, and every output line shown
   must appear in its stdout in that order (a shown line ending in `…` matches any line that starts with the
   text before it);
@@ -94,6 +94,7 @@ def _shown_lines_appear(shown: list[str], stdout: str) -> str | None:
     return None
 
 
+ECHO = re.compile(r"^echo '[^']*' > [A-Za-z0-9_.-]+$")
 SYNOPSIS = re.compile(r"^prefixproof (\S+)(.*)$")
 INSTALL = re.compile(r'^python -m pip install -e "\.\[([a-z,]+)\]"$')
 
@@ -146,7 +147,12 @@ def test_every_readme_line_is_known_and_runs(tmp_path):
                                                                       f"unknown language {block.lang!r}"
         if any(line.startswith("$ ") for line in block.lines):
             for c in consoles(block):
-                assert c.command.startswith("prefixproof "), f"README line {c.line}: only prefixproof commands"
+                if ECHO.match(c.command):  # writes an input file for the commands after it
+                    r = _run(c.command, tmp_path)
+                    assert r.returncode == 0 and not c.shown, f"README line {c.line} `{c.command}`: {r.stderr}"
+                    continue
+                assert c.command.startswith("prefixproof "), f"README line {c.line}: only prefixproof commands " \
+                                                             f"and `echo '...' > FILE` are allowed"
                 r = _run(_cli(c.command), tmp_path)
                 assert r.returncode == 0, f"README line {c.line} `{c.command}` exited {r.returncode}: " \
                                           f"{r.stderr.strip()[-500:]}"
