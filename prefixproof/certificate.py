@@ -11,12 +11,13 @@ the target, then a rename.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from prefixproof.output import write_atomic
 
 FORMAT, VERSION = "prefixproof-certificate", 1
 PAD_ATT, PAD_FORM, PAD_MARGIN = 2.0**-44, 2.0**-40, 2.0**-12
@@ -136,14 +137,4 @@ def write(path: str | Path, header: dict[str, Any], arrays: dict[str, np.ndarray
 
     data = save({k: np.ascontiguousarray(v) for k, v in arrays.items()},
                 metadata={"certificate": json.dumps(header, sort_keys=True, allow_nan=False)})
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.resolve().parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)  # beside the path, fsynced, renamed over it

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from prefixproof.usage import UsageError
+from prefixproof.usage import UsageError, check_parent
 
 MODEL_FILES = frozenset({"config.json", "model.safetensors", "prompt.safetensors",
                          "adapter_config.json", "adapter_model.safetensors"})  # files a build may write
@@ -46,11 +46,7 @@ def check_out_dir(out: str, force: bool, flag: str = "--out") -> Path:
                          f"real directory path")
     if p.exists() and not p.is_dir():
         raise UsageError(f"{flag} {out} is an existing file, not a directory; give a new directory path")
-    parent = p.absolute().parent
-    if not parent.is_dir():
-        raise UsageError(f"cannot write {flag} {out}: directory {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write {flag} {out}: no write permission in {parent}")
+    check_parent(p, flag, out)
     if p.is_dir():
         _check_replaceable(p, out, force, flag)
     return p

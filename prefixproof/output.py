@@ -100,13 +100,18 @@ def json_safe(value: Any) -> Any:
 
 def write_json(path: str | Path, doc: Any, indent: int = 2) -> None:
     """Write `doc` as JSON to `path` atomically (temporary file in the same folder, then rename)."""
+    write_atomic(path, (json.dumps(json_safe(doc), indent=indent, allow_nan=False) + "\n").encode("utf-8"))
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` atomically: a temporary file beside the path itself (a link there is replaced, not
+    followed), flushed and fsynced, then renamed over it; on any failure the temporary file is removed."""
     target = Path(path)
-    text = json.dumps(json_safe(doc), indent=indent, allow_nan=False) + "\n"
-    folder = Path(os.path.abspath(target)).parent  # beside the path itself (a link there is replaced, not followed)
+    folder = Path(os.path.abspath(target)).parent
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)

@@ -41,11 +41,7 @@ def check_json_target(path: str | None, inputs: Iterable[str], flag: str = "--js
     p = Path(path)
     if p.is_dir():
         raise UsageError(f"{flag} {path} is a directory; give a file path, e.g. {flag} {p / 'report.json'}")
-    parent = p.absolute().parent
-    if not parent.is_dir():
-        raise UsageError(f"cannot write {flag} {path}: directory {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write {flag} {path}: no write permission in {parent}")
+    check_parent(p, flag, path)
     target = p.resolve()
     for item in inputs:
         q = Path(item).resolve()
@@ -71,3 +67,12 @@ def _ours(p: Path) -> bool:
 
 
 NOT_REPORTS = ("prefixproof-model", "prefixproof-fuzz-failure")
+
+
+def check_parent(p: Path, flag: str, given: str) -> None:
+    """The folder `p` would be written in exists and is writable (else a one-line UsageError naming `flag`)."""
+    parent = p.absolute().parent
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {flag} {given}: directory {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write {flag} {given}: no write permission in {parent}")
