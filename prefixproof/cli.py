@@ -179,6 +179,8 @@ QUIET_HELP = {
     "build": "accepted for uniformity: build already prints one summary line",
     "generate": "accepted for uniformity: generate prints only the generated text unless --verbose",
     "plot": "print only the list of files written",
+    "check": "accepted for uniformity: check prints what it trusts, one line per kind of step and the verdict",
+    "experiment": "no progress bars on stderr",
 }
 
 
