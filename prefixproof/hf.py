@@ -191,8 +191,8 @@ class PrefixproofForCausalLM(PreTrainedModel, GenerationMixin):
         return inputs
 
     def save_pretrained(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError("prefixproof models are written by `prefixproof build` (docs/format.md: CSR "
-                                  "tensors, fingerprint); Hugging Face's dense layout would not load back")
+        raise TypeError("save_pretrained is refused: prefixproof models are written by `prefixproof build` "
+                        "(docs/format.md: CSR tensors, fingerprint); Hugging Face's dense layout would not load back")
 
     def forward(self, input_ids: Any = None, attention_mask: Any = None, position_ids: Any = None,
                 cache: Any = None, inputs_embeds: Any = None, labels: Any = None, use_cache: Any = None,

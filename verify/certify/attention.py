@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from prefixproof.constructions.model import Layer, Model
 from prefixproof.verify.certify import interval as I
 from prefixproof.verify.certify import recorder
+from prefixproof.verify.certify.chain import chain_product
 from prefixproof.verify.certify.lookup_rows import LookupRows
 from prefixproof.verify.certify.interval import Exec, Iv
 from prefixproof.verify.certify.interval import as_dense as iv_as_dense
@@ -144,7 +145,7 @@ def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
         # executed: fl(dots * fl(scale)); numpy rounds a Python scale to the array's format first, one more u
         S = I.exec_round(I.exec_round(I.scale(S, head.scale), ex), ex)
         A_all.append(_softmax_rows(S, visible, ex))
-        F_all.append(I.chain_product([W1, head.W_O, head.W_V]))
+        F_all.append(chain_product([W1, head.W_O, head.W_V]))
 
     err1 = _exec_error(layer, xmag, A_all, ex)
     recorder.note("attention", A=A_all, err1=err1)
@@ -163,7 +164,7 @@ def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
                 piece["FX_sparse"] = sparse_fx
                 del piece["FX"]
         if fixed:
-            FEc, FEr = I.chain_product([W1, heads[h].W_O, heads[h].W_V, _T(model.embed)])
+            FEc, FEr = chain_product([W1, heads[h].W_O, heads[h].W_V, _T(model.embed)])
             piece["FE_c"] = sp.csc_array(FEc) if sp.issparse(FEc) else FEc
             piece["FE_r"] = FEr
         pieces.append(piece)
@@ -220,7 +221,7 @@ def _slice_cols(M, cols: np.ndarray):
 
 def _project_rows(E_rows, offset: np.ndarray, W, ex: Exec) -> Iv:
     """Enclosure of fl(W fl(E_r + offset)) for every row E_r of E_rows: shape (R, out)."""
-    c, r = I.chain_product([E_rows, _T(W)])
+    c, r = chain_product([E_rows, _T(W)])
     c, r = _dense(c), _dense(r)
     o = I.linear(I.point(offset[None]), W)
     lo, hi = I.down(c - r + o[0]), I.up(c + r + o[1])

@@ -23,7 +23,7 @@ process, before any certificate in F is built (`prefixproof.verify.certify.inter
 - float64: 2^14 values, against arb balls (128 bits).
 
 The reference for float32 and below is numpy's float64 exp, itself checked
-against arb (`interval.check_environment`, within 4 ulp of float64): its error
+against arb (`float_env.check_environment`, within 4 ulp of float64): its error
 adds at most 2^-50 relative, which the measurement adds to every sample's
 error. The worst samples are re-checked against arb. A measurement above the
 bound raises `EnvironmentError_`, which every obligation reports as ERROR.
@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from prefixproof.verify.semantics.formats import REGISTRY, np_dtype
-from prefixproof.verify.certify.interval import EnvironmentError_, check_environment
+from prefixproof.verify.certify.float_env import check_environment
+from prefixproof.verify.certify.interval import EnvironmentError_
 
 # per format (verify/semantics/formats.py REGISTRY): the executed exp's relative error bound in units of u
 # (8 u = 4 ulp, 2 u = 1 ulp), the unit roundoff and the smallest subnormal
@@ -120,7 +121,7 @@ def _arb_errors(x: np.ndarray, got: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def check_exp(fmt: str) -> dict[str, Any]:
     """Measure exp in `fmt` once per process; raise ExpAccuracyError when it exceeds the certificate's bound.
 
-    The float64 reference exp is itself checked first (interval.check_environment), and a failed measurement is
+    The float64 reference exp is itself checked first (float_env.check_environment), and a failed measurement is
     remembered: it is raised again, not re-measured, on every later call."""
     if fmt in _FAILED:
         raise _FAILED[fmt]

@@ -18,7 +18,7 @@ contain every execution allowed by that model (docs/certificates.md,
 "Execution classes"). `exec_for` measures the format's exp before it returns
 (verify/certify/exp_check.py) and raises when the measurement exceeds the bound.
 
-Assumptions checked by `check_environment` at start-up: subnormals exist (no
+Assumptions checked by `float_env.check_environment` at start-up: subnormals exist (no
 flush-to-zero), also inside BLAS products, and numpy's exp agrees with arb on
 a spot-check to within EXP_ULPS ulp.
 
@@ -382,71 +382,3 @@ def softmax(scores: Iv, visible: np.ndarray, ex: Exec = REAL) -> Iv:
     A_lo = np.where(visible, np.clip(A_lo, 0.0, 1.0), 0.0)
     A_hi = np.where(visible, np.clip(A_hi, 0.0, 1.0), 0.0)
     return A_lo, A_hi
-
-
-# ------------------------------------------------------------------ start-up checks
-
-_CHECKED = False
-
-
-def check_environment() -> None:
-    """Verify the float environment assumptions once per process; raise if they fail."""
-    global _CHECKED
-    if _CHECKED:
-        return
-    tiny = np.nextafter(0.0, 1.0)
-    if not tiny > 0 or not (np.finfo(np.float64).tiny / 2) > 0:
-        raise EnvironmentError_("subnormal float64 numbers are flushed to zero; interval bounds would be unsound")
-    prod = np.array([[1e-310, 0.0], [0.0, 1.0]]) @ np.array([[1.0, 0.0], [0.0, 1.0]])
-    if not prod[0, 0] > 0:
-        raise EnvironmentError_("the BLAS matrix product flushes subnormals to zero")
-    _check_exp()
-    _CHECKED = True
-
-
-def _check_exp() -> None:
-    """Spot-check np.exp against arb balls on a spread of arguments (a sanity check, not a proof)."""
-    import flint
-
-    xs = np.concatenate([np.linspace(-745.0, 0.0, 4001), np.linspace(-1.0, 1.0, 2001), np.linspace(0.0, 709.0, 2001)])
-    ys = np.exp(xs)
-    old = flint.ctx.prec
-    flint.ctx.prec = 120
-    try:
-        for x, y in zip(xs[::7], ys[::7]):
-            true = flint.arb(float(x)).exp()
-            err = abs(flint.arb(float(y)) - true)
-            ulp = float(np.spacing(y)) if y > 0 else ETA
-            if not err <= flint.arb(EXP_ULPS * ulp):
-                raise EnvironmentError_(f"np.exp({x!r}) is off by more than {EXP_ULPS} ulp on this machine")
-    finally:
-        flint.ctx.prec = old
-
-
-def chain_product(mats: list[Any]) -> tuple[Any, Any]:
-    """Enclosure (centre, radius) of the exact product mats[0] @ mats[1] @ ... (dense or CSR factors).
-
-    The float product has error <= gamma_n |M_1| |M_2| ... with n the total
-    inner length; the radius bounds that. Entries small enough for products to
-    underflow are refused (they never occur in real weights).
-    """
-    for M in mats:
-        data = M.data if sp.issparse(M) else np.asarray(M).ravel()
-        nz = np.abs(data[data != 0])
-        if nz.size and nz.min() < 2.0**-300:
-            raise ValueError("weights below 2^-300 in magnitude: products could underflow")
-    centre, absprod, n = mats[0], _abs(mats[0]), 0
-    for M in mats[1:]:
-        n += max(_row_len(centre), 1)
-        centre = centre @ M
-        absprod = absprod @ _abs(M)
-    g = gamma(max(n, 1))
-    radius = absprod * (g * (1 + 4 * g) ** 2)
-    if sp.issparse(radius):  # an entry whose |product| is exactly 0 has no term, hence no error
-        radius = sp.csr_array(radius)
-        radius.eliminate_zeros()
-        radius.data = up(radius.data)
-        centre = sp.csr_array(centre)
-    else:
-        radius = np.where(absprod == 0, 0.0, up(radius))
-    return centre, radius

@@ -18,7 +18,8 @@ from prefixproof.verify.certify import recorder
 from prefixproof.verify.certify.attention import Unsupported, first_layer_forms
 from prefixproof.verify.certify.value_blocks import BlockEvaluator, CertResult, certify_blocks
 from prefixproof.verify.certify.lookup_rows import LookupRows
-from prefixproof.verify.certify.interval import Exec, PrecisionExhausted, check_environment
+from prefixproof.verify.certify.float_env import check_environment
+from prefixproof.verify.certify.interval import Exec, PrecisionExhausted
 
 
 def certify_lookup(model: Model, claim: LookupRows, ex: Exec, *, min_margin: float = 0.0,
