@@ -185,3 +185,12 @@ def test_every_readme_line_is_known_and_runs(tmp_path):
                 pytest.fail(f"{where}: `{line}` is neither a `$ ` command, a synopsis, an install line nor the "
                             f"Quick start; mark commands with `$ ` so this test runs them")
     assert ran >= 5 and synopses >= 5, (ran, synopses)
+
+
+def test_readme_states_the_python_version_setup_cfg_requires():
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    required = cfg["options"]["python_requires"].strip()  # e.g. ">=3.11"
+    assert required.startswith(">="), required
+    assert f"Python {required[:2]} {required[2:]}" in README.read_text(encoding="utf-8"), \
+        f"README.md must say which Python it needs: Python {required[:2]} {required[2:]} (setup.cfg python_requires)"
