@@ -2,13 +2,13 @@
 
 The steps of `publish` and what a crash (power loss, SIGKILL) at each moment leaves:
 
-1. Every file is written into a fresh temporary directory `.NAME.tmp-XXXXXXXX` beside DIR (same parent, so
+1. Every file is written into a fresh temporary directory `.NAME.tmp-<random suffix>` beside DIR (same parent, so
    the rename below is atomic), each file fsynced, then the temporary directory itself.
    A crash here leaves DIR untouched (the old model, or nothing) plus a stray `.NAME.tmp-*` directory.
 2. DIR does not exist or is an empty directory: one rename(2) of the temporary directory onto DIR.
    DIR is a prefixproof model directory (replaced only with `--force`): on Linux the two directories are
    swapped in one atomic `renameat2(RENAME_EXCHANGE)`; DIR is then the new model and the temporary name
-   holds the old one. Where that call is not available, the swap is two renames: DIR -> `.NAME.old-XXXXXXXX`,
+   holds the old one. Where that call is not available, the swap is two renames: DIR -> `.NAME.old-<random suffix>`,
    then the temporary directory -> DIR; a crash between the two leaves no DIR, the old model whole under
    `.NAME.old-*` and the new model whole under `.NAME.tmp-*` (rename either back).
    Either way DIR is at every moment the whole old model or the whole new one, never a mix.
