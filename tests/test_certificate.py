@@ -11,11 +11,9 @@ from prefixproof.theorems.theorem1 import Theorem1Inputs
 from prefixproof.theorems.theorem2 import Theorem2Inputs
 from prefixproof.verify.exact.arb import box_margin, cross_check
 from prefixproof.verify.certify.lookup import box_bounds, certify_lookup
-from prefixproof.verify.numeric.decoding import decode_margins
 from prefixproof.verify.certify.lookup_rows import theorem1_rows, theorem2_rows
-from prefixproof.verify.semantics.executions import executions
-from prefixproof.verify.semantics.forward import forward
 from prefixproof.verify.certify.interval import REAL, exec_for
+from box_margins import point_margins
 
 from models import random_lookup_model
 
@@ -25,19 +23,6 @@ F64 = exec_for("float64")
 def rows1(model, dtype="float64"):
     enc = LookupEncoding.of(model, "target")
     return enc, theorem1_rows(enc.payload, enc.V, enc.K, dtype)
-
-
-def point_margins(model, problem, row, y, rng, count, dtype="float64"):
-    """Float margins of concrete inputs in box (row, y), at the row's own decision: the smaller over the format's
-    executions (numpy's own kernels in the format, and the fused execution)."""
-    batch = problem.batch_of(problem.box_inputs(row, y, rng, count))
-    col = list(batch.positions).index(row) if len(batch.positions) > 1 else 0
-    out = None
-    for e in executions(model, dtype):
-        logits = forward(e.model, batch.tokens, batch.soft, ops=e.ops, outputs_at=batch.positions).logits
-        margins = decode_margins(np.asarray(logits, dtype=np.float64), batch.expected)[:, col]
-        out = margins if out is None else np.minimum(out, margins)
-    return out
 
 
 @given(seed=st.integers(0, 10**6), V=st.integers(2, 6), N=st.integers(1, 4))

@@ -19,6 +19,7 @@ from prefixproof.verify.numeric.decoding import decode_margins
 from prefixproof.verify.semantics.executions import executions
 from prefixproof.verify.semantics.formats import round_model, round_to
 from prefixproof.verify.semantics.forward import forward
+from box_margins import point_margins
 
 from models import random_lookup_model
 
@@ -36,19 +37,6 @@ def test_grid_rounds_like_numpy_and_counts_consecutive_values(dtype):
     assert np.array_equal(g.from_ordinal(g.ordinal(v) + 1), nxt)
 
 
-def real_margins(model, problem, row, y, rng, count, dtype):
-    """Margins of concrete inputs of box (row, y) at the row's decision, the smaller over the format's executions
-    (numpy's own kernels in the format, and fused rounding)."""
-    batch = problem.batch_of(problem.box_inputs(row, y, rng, count))
-    col = list(batch.positions).index(row) if len(batch.positions) > 1 else 0
-    out = None
-    for e in executions(model, dtype):
-        logits = forward(e.model, batch.tokens, batch.soft, ops=e.ops, outputs_at=batch.positions).logits
-        margins = decode_margins(np.asarray(logits, dtype=np.float64), batch.expected)[:, col]
-        out = margins if out is None else np.minimum(out, margins)
-    return out
-
-
 @given(seed=st.integers(0, 10**6), V=st.integers(2, 6), N=st.integers(1, 4),
        dtype=st.sampled_from(["float32", "float16", "bfloat16"]))
 def test_per_operation_bounds_contain_every_real_execution_on_random_models(seed, V, N, dtype):
@@ -61,7 +49,7 @@ def test_per_operation_bounds_contain_every_real_execution_on_random_models(seed
     bounds = box_margins(round_model(model, dtype), claim, exec_for(dtype), rows, ys)
     problem = Theorem1Inputs(enc)
     for row, y, lb in zip(rows, ys, bounds):
-        assert lb <= real_margins(model, problem, int(row), int(y), rng, 6, dtype).min()
+        assert lb <= point_margins(model, problem, int(row), int(y), rng, 6, dtype).min()
 
 
 def _theorem2_real(V, dtype):
