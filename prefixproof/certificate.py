@@ -67,6 +67,8 @@ def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerpr
     res = session.result
     if res is None or not res.certified:
         raise CertificateError("the structured certificate did not certify this run; nothing to write")
+    if claim == "multi_token_packing":
+        return _build_packing(session, claim, params, dtype, fingerprint, demanded)
     notes = dict((k, a) for k, a in session.notes if k in ("attention", "forms"))
     f, A_all = notes["forms"], notes["attention"]["A"]
     att = {"lo": np.stack([A[0] for A in A_all]), "hi": np.stack([A[1] for A in A_all]),
@@ -105,6 +107,36 @@ def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerpr
     return header, arrays
 
 
+def _build_packing(session: Any, claim: str, params: dict[str, int], dtype: str, fingerprint: str,
+                   demanded: float) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Version 2 (docs/certificate-format.md): the widened claims the packing pass recorded
+    (verify/certify/packing_record.py), as they are: attention, forms, (M, e) per layer, off decisions, pairs."""
+    notes = {k: a for k, a in session.notes if k in ("claims", "decode")}
+    cl, rows = notes["claims"], session.claim
+    arrays = {"attention.lo": np.stack([A[0] for A in cl["A"]]), "attention.hi": np.stack([A[1] for A in cl["A"]]),
+              "forms.row": cl["rows"].astype(np.int64), "forms.unit": cl["units"].astype(np.int64),
+              "forms.c_lo": cl["c"][0], "forms.c_hi": cl["c"][1], "forms.b_lo": cl["b"][0], "forms.b_hi": cl["b"][1]}
+    layers = [a for k, a in session.notes if k == "recursion"]
+    for a in layers:
+        arrays[f"recursion.M.{a['layer']}"], arrays[f"recursion.e.{a['layer']}"] = a["M"], a["e"]
+        if "off" in a:
+            arrays[f"recursion.off.{a['layer']}"] = a["off"].astype(np.uint8)
+    V, R = int(params["V"]), int(rows.rows)
+    pairs = np.array([(y, j) for y in range(V) for j in range(V) if j != y], dtype=np.int64).reshape(-1, 2)
+    arrays |= {"decode.row": np.repeat(np.arange(R, dtype=np.int64), len(pairs)),
+               "decode.y": np.tile(pairs[:, 0], R), "decode.j": np.tile(pairs[:, 1], R),
+               "decode.margin": notes["decode"]["margin"]}
+    if not float(arrays["decode.margin"].min()) > demanded:
+        raise CertificateError(f"the recorded margin {float(arrays['decode.margin'].min())!r} does not exceed the "
+                               f"demanded margin {demanded!r}")
+    H, _, n = arrays["attention.lo"].shape
+    header = {"format": FORMAT, "version": 2, "claim": claim, "params": dict(params), "execution": {"format": dtype},
+              "weights_fingerprint": fingerprint, "demanded_margin": float(demanded),
+              "margin": float(arrays["decode.margin"].min()), "rows": R, "values": V, "heads": int(H),
+              "positions": int(n), "layers": len(layers), "generator": "prefixproof packing error recursion"}
+    return header, arrays
+
+
 def settle(header: dict[str, Any], arrays: dict[str, np.ndarray], weights_dir: str | Path) -> None:
     """Lower each block's claimed margin to the independent checker's own bound where that is smaller.
 
@@ -123,6 +155,8 @@ def settle(header: dict[str, Any], arrays: dict[str, np.ndarray], weights_dir: s
         except files.Reject as e:
             if not got:
                 raise CertificateError(f"the independent checker rejects the draft at step {e}") from None
+    if "blocks.margin" not in arrays:  # version 2 (packing): accepted as written, nothing to lower
+        return
     m = np.minimum(arrays["blocks.margin"], np.nextafter(got[0] * (1 - 2.0**-30), -np.inf))
     if not np.all(m > header["demanded_margin"]) or not np.all(m > 0):
         raise CertificateError(f"the independent checker's margin bound {float(got[0].min())!r} does not exceed the "

@@ -9,7 +9,7 @@ import ml_dtypes
 import numpy as np
 import scipy.sparse as sp
 
-from prefixproof.checker import TRUSTED, iv
+from prefixproof.checker import TRUSTED, iv, packing
 from prefixproof.checker.attention import Inputs, dense, scores, softmax
 from prefixproof.checker.blocks import blocks, coverage
 from prefixproof.checker.files import Reject, Unusable, claim_rows, fingerprint, read_certificate, read_weights
@@ -38,7 +38,9 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
         raise Reject("format", f"execution {head['execution']!r} is not one of the formats {list(iv.FORMATS)}")
     u, eta, exp_u = iv.FORMATS[fmt]
     cfg, layers = w.config, w.config["layers"]
-    rows = claim_rows(head["claim"], head["params"] if isinstance(head["params"], dict) else {}, cfg)
+    pk = head["claim"] == packing.CLAIM  # version 2, the error recursion (packing.py)
+    params = head["params"] if isinstance(head["params"], dict) else {}
+    rows = packing.rows(head, arrays, cfg) if pk else claim_rows(head["claim"], params, cfg)
     if len(layers) != 1 or not layers[0]["causal"] or layers[0]["attn_residual"] or layers[0]["mlp_residual"] \
             or layers[0]["layernorm_eps"] is not None or layers[0]["mlp_layers"] < 2:
         raise Reject("claim", "the weights are outside the certified class (one causal layer, no residual, no "
@@ -63,10 +65,11 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     if n > cfg["n_ctx"]:
         raise Reject("claim", f"the claim needs {n} positions, the weights have {cfg['n_ctx']}")
     tau = (np.arange(V) / V).astype(F).astype(np.float64)
+    tlo, thi = (0.0, packing.box(V, len(rows.fixed_pos), F, u)[0]) if pk else (float(tau[0]), float(tau[-1]))
     say(f"claim {head['claim']} {head['params']}, execution {fmt}, fingerprint {got[:16]}… matches")
 
     # Step 1: attention enclosures (each must contain the checker's own), then used as given.
-    inp = Inputs(t("embed"), dense(t("pos"))[:n], rows, float(tau[0]), float(tau[-1]), u, eta)
+    inp = Inputs(t("embed"), dense(t("pos"))[:n], rows, tlo, thi, u, eta)
     A = (_arr(arrays, "attention.lo", (H, R, n), "f"), _arr(arrays, "attention.hi", (H, R, n), "f"))
     visible = np.arange(n)[None, :] <= rows.query_pos[:, None]
     for h, hd in enumerate(layers[0]["heads"]):
@@ -95,8 +98,10 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     asum = [float(iv.safe(A[1][h].sum(axis=1).max(), n)) for h in range(H)]
     err1 = exec_error(heads_VO, W1, b1, iv.up(xmag * (1 + u) + eta), asum, n, u, eta)
     G = [composed(W1, WO, WV) for WV, WO in heads_VO]
-    forms(inp, rows, A, G, b1, err1, float(tau[0]), float(tau[-1]), listed)
+    forms(inp, rows, A, G, b1, err1, tlo, thi, listed)
     say(f"  forms: {P} (row, unit) forms contain the checker's; every other pair is dead")
+    if pk:
+        return packing.check(head, arrays, rows, mlp, fmt, F, listed, say)
 
     # Steps 3-4: blocks, ReLU decisions, decode inequalities; coverage.
     K = len(arrays["blocks.row"])

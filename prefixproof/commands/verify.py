@@ -177,7 +177,8 @@ def _write_certificate(path: str, records: list, sessions: list, weights_dir: st
     if rec is None or rec.verdict.name != "CERTIFIED" or not done:
         why = "no decode obligation" if rec is None else f"decode is {rec.verdict_text}"
         if rec is not None and rec.verdict.name == "CERTIFIED":
-            why = "this claim's certificate engine has no certificate format yet"
+            why = next((s.result.reason for s in sessions if getattr(s.result, "reason", None)),
+                       "this claim's certificate engine has no certificate format yet")
         raise UsageError(f"--certificate: nothing certified to write ({why})")
     try:
         header, arrays = certificate.build(done[-1], rec.claim, rec.params, rec.dtype, rec.weights_sha256,
@@ -190,7 +191,8 @@ def _write_certificate(path: str, records: list, sessions: list, weights_dir: st
     except certificate.CertificateError as e:
         raise UsageError(f"--certificate: {e}") from None
     certificate.write(path, header, arrays)
-    print(f"wrote certificate {path}: {len(arrays['blocks.row'])} blocks, margin >= {header['margin']:.6g}; "
+    what = f"{len(arrays['blocks.row'])} blocks" if "blocks.row" in arrays else f"{header['layers']} layers"
+    print(f"wrote certificate {path}: {what}, margin >= {header['margin']:.6g}; "
           f"check it with: prefixproof check {path} --weights DIR")
 
 

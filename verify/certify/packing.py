@@ -20,7 +20,7 @@ import numpy as np
 
 from prefixproof.constructions.model import Model, materialize
 from prefixproof.constructions.packing import Packing
-from prefixproof.verify.certify import interval as I
+from prefixproof.verify.certify import interval as I, recorder
 from prefixproof.verify.certify.attention import Unsupported, first_layer_forms
 from prefixproof.verify.certify.packing_recursion import Digits, State, Uncovered, decode_margin, exact_parts, run_hidden
 from prefixproof.verify.certify.lookup_rows import LookupRows
@@ -44,8 +44,12 @@ def first_state(model: Model, c: Packing, rows: LookupRows, tmax: float, ex: Exe
     The ideal (exact construction, hardmax) is select:u_1 = r, every other select 0, keep<l>:b = [u_l = b].
     A listed (row, unit) pair has pre-activation c + b t with t the stored packed value in [0, tmax] and
     |t - r| <= enc_err; an unlisted pair is dead (exactly 0)."""
+    return state_from_forms(first_layer_forms(model, rows, ex), c, rows, tmax, enc_err)
+
+
+def state_from_forms(first: Any, c: Packing, rows: LookupRows, tmax: float, enc_err: float) -> State:
+    """(M, e) of the first MLP layer from its (row, unit) forms (first_state; the certificate pass widens them)."""
     exact_space = exact_parts(c)[0].layers[0].hidden[0]
-    first = first_layer_forms(model, rows, ex)
     R, H1 = rows.rows, first.n_units
     if H1 != exact_space.dim:
         raise Uncovered(f"stage not covered: the first MLP layer has {H1} units, the construction {exact_space.dim}")
@@ -102,6 +106,9 @@ def analyse(model: Model, c: Packing, ex: Exec, encoder_dtype: str) -> dict[str,
     e_value = float(s.e.max())
     E0 = float(s0.e.max())
     margin = decode_margin(layer.mlp[-1].W, layer.mlp[-1].b, e_value, V, ex)
+    if margin > 0 and recorder.active():  # verify --certificate: the recorded pass (packing_record.py)
+        from prefixproof.verify.certify.packing_record import record
+        record(model, c, ex, rows, tmax, enc, Digits(c, istar), layer)
     return {"certified": margin > 0, "margin": margin, "first_layer_error": E0, "value_error": e_value, **info,
             "reason": None if margin > 0 else f"decode margin bound {margin:.3g} <= 0 (value error {e_value:.3g})"}
 

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from prefixproof.constructions.packing import Packing
-from prefixproof.verify.certify import interval as I
+from prefixproof.verify.certify import interval as I, recorder
 from prefixproof.verify.certify.interval import Exec, gamma
 from prefixproof.verify.certify.interval import as_dense as iv_as_dense
 
@@ -188,10 +188,12 @@ def _stage_of(name: str) -> tuple[str, int | None]:
     return name, None
 
 
-def run_hidden(layer: Any, dg: Digits, s: State, ex: Exec) -> tuple[State, dict[str, Any]]:
+def run_hidden(layer: Any, dg: Digits, s: State, ex: Exec, pad: Any = None) -> tuple[State, dict[str, Any]]:
     """Carry (M, e) from the first MLP layer's outputs through every hidden Dense layer after it.
 
-    Returns the state of the last hidden layer (the value unit) and the largest threshold error of any stage."""
+    Returns the state of the last hidden layer (the value unit) and the largest threshold error of any stage.
+    `pad` (the certificate pass, packing_record.py) widens each layer's state before the next layer uses it;
+    each layer's state and off decisions are noted for the recorder (a no-op outside a recording session)."""
     V, D = dg.V, dg.c.D
     exact, tensors = exact_parts(dg.c)
     exact_layer = exact.layers[0]
@@ -223,6 +225,7 @@ def run_hidden(layer: Any, dg: Digits, s: State, ex: Exec) -> tuple[State, dict[
                 raise Uncovered(f"stage not covered: digit stage {k}'s second layer has no first layer")
             prev = exact_layer.hidden[ell - 1].labels
             Hs = [labels.index(f"H:{j}") for j in range(V - 1)]
+            off = np.zeros((len(dg.istar), V - 1), dtype=np.uint8)
             for j, h in enumerate(Hs):
                 p = prev.index(f"inv:{j}")
                 # on: inv_j is exactly 0 (inv_err < 1/2 was checked), so its error and magnitude are 0
@@ -235,6 +238,7 @@ def run_hidden(layer: Any, dg: Digits, s: State, ex: Exec) -> tuple[State, dict[
                 else:
                     hi = np.full(len(dg.istar), np.inf)
                 e_off = np.where(hi < 0, 0.0, e_pre[:, h])
+                off[:, j] = hi < 0
                 M_new[:, h] = 1.0
                 e_new[:, h] = np.maximum(e_on, e_off)
             rest = [h for h in range(len(labels)) if h not in Hs]
@@ -247,12 +251,23 @@ def run_hidden(layer: Any, dg: Digits, s: State, ex: Exec) -> tuple[State, dict[
             M_new[:, h] = M
             e_new[:, h] = relu_error(e_pre[:, h], pre_hi)
         s = State(M_new, I.up(e_new))
+        if pad is not None:
+            s = pad(s)
+            if kind == "a":  # the off case then reads the widened threshold error, as a checker of the claims does
+                inv_err = s.e[:, inv]
+        recorder.note("recursion", layer=ell, M=s.M, e=s.e, **({"off": off} if kind == "b" else {}))
     return s, {"worst_threshold_error": max(worst) if worst else 0.0}
 
 
 def decode_margin(W: Any, b: Any, e_value: float, V: int, ex: Exec) -> float:
     """Lower bound of min over y and j != y of the executed logit difference l_y - l_j, for a value
     v in [y/V - e, y/V + e], with the decoder's own weights (every entry of W and b)."""
+    m = float(pair_bounds(W, b, e_value, V, ex).min())
+    return float(I.down(m - 2 * I.U * abs(m)))  # the margin itself is a float subtraction of the two logits
+
+
+def pair_bounds(W: Any, b: Any, e_value: float, V: int, ex: Exec) -> np.ndarray:
+    """(V, V) lower bounds of l_y - l_j (rows y, columns j; inf on the diagonal), as decode_margin."""
     W, b = _dense(W), np.asarray(b, dtype=np.float64)
     if W.shape != (V, 1) or b.shape != (V,):
         raise Uncovered(f"stage not covered: the decoder has shape {W.shape}, expected ({V}, 1)")
@@ -267,5 +282,4 @@ def decode_margin(W: Any, b: Any, e_value: float, V: int, ex: Exec) -> float:
     diff = I.add(prod, (I.down(b[:, None] - b[None, :]), I.up(b[:, None] - b[None, :])))
     lower = I.down(diff[0] - I.up(np.diag(err)[:, None] + err))
     lower[np.arange(V), np.arange(V)] = np.inf
-    m = float(lower.min())
-    return float(I.down(m - 2 * I.U * abs(m)))  # the margin itself is a float subtraction of the two logits
+    return lower

@@ -65,6 +65,11 @@ def session(claim: Any, ex: Any) -> Iterator[Session | None]:
         _ACTIVE.append(s)
 
 
+def active() -> bool:
+    """Whether a recording is open (the packing certificate then runs its recorded pass)."""
+    return _ACTIVE is not None
+
+
 def note(kind: str, **arrays: Any) -> None:
     """Keep copies of `arrays` under `kind` in the current session (nothing when no session is open)."""
     if _CURRENT is not None:
