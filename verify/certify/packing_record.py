@@ -5,7 +5,7 @@ inside a recorder session, with every claim widened outward so that an independe
 step from the previous step's *claims* with its own (equally sound, not bit-identical) rounding, finds its result
 inside the claim:
 
-  attention   each weight by a relative max(2^-45, 32 u);
+  attention   each weight A by a relative max(2^-45, 32 u) + (2^-40 + 2^12 u)(1 - A) (small ones relatively more);
   forms       the constants by 8 err1[unit] + max(2^-46, 32 u)(1 + |c|), the coefficients by a relative
               max(2^-46, 32 u) plus twice the attention padding;
   (M, e)      the first layer's state is computed from the widened forms; every layer's (M, e) up by a relative
@@ -59,7 +59,9 @@ def record(model: Any, c: Any, ex: Any, rows: Any, tmax: float, enc: float, dg: 
             first = first_layer_forms(model, rows, ex)  # notes "attention" (A, err1)
             att = rec.notes[-1][1]
             pa, pf = max(2.0**-45, 32 * ex.u), max(2.0**-46, 32 * ex.u)
-            A = [(np.clip(_dn(lo, pa), 0, 1), np.clip(_up(hi, pa), 0, 1)) for lo, hi in att["A"]]
+            small = 2.0**-40 + 2**12 * ex.u
+            A = [(np.clip(_dn(lo, pa + small * np.clip(1 - lo, 0, 1)), 0, 1),
+                  np.clip(_up(hi, pa + small * np.clip(1 - hi, 0, 1)), 0, 1)) for lo, hi in att["A"]]
             order = np.lexsort((first.units, first.rows))
             r, h = first.rows[order], first.units[order]
             cl, ch, bl, bh = (x[order] for x in (*first.c, *first.b))
