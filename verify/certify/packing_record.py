@@ -50,6 +50,22 @@ def _pad(s: State) -> State:
     return State(_up(s.M, PAD_STATE), _up(s.e, PAD_STATE))
 
 
+def _attention_room(model: Any, rows: Any, A_engine: list, A_claim: list, tmax: float) -> tuple[np.ndarray, ...]:
+    """Upper bounds (rows, units) of how far the attention widening can move a form's constant and coefficient."""
+    layer = model.layers[0]
+    dense = lambda M: np.abs(M.toarray() if hasattr(M, "toarray") else np.asarray(M, dtype=np.float64))  # noqa: E731
+    P, E = dense(model.pos[:rows.n_positions]), dense(model.embed)
+    xmag = np.maximum(P.max(axis=0) + E.max(axis=0), P[0])
+    xmag[rows.payload] += tmax
+    wc, wb = 0.0, 0.0
+    for head, (elo, ehi), (clo, chi) in zip(layer.heads, A_engine, A_claim):
+        G = dense(layer.mlp[0].W) @ (dense(head.W_O) @ dense(head.W_V))  # (units, d), non-negative
+        widen = I.up(np.maximum(chi - ehi, elo - clo).sum(axis=1))  # (rows,)
+        wc = I.up(wc + I.up(widen[:, None] * I.up(I.up(G @ xmag) * (1 + 2.0**-40))[None, :]))
+        wb = I.up(wb + I.up(widen[:, None] * I.up(G[:, rows.payload].max(axis=1) * (1 + 2.0**-40))[None, :]))
+    return wc, wb
+
+
 def record(model: Any, c: Any, ex: Any, rows: Any, tmax: float, enc: float, dg: Any, layer: Any) -> None:
     """Run the widened pass in a recorder session (docstring above); its notes become the certificate."""
     from prefixproof.verify.certify.packing import state_from_forms
@@ -65,9 +81,13 @@ def record(model: Any, c: Any, ex: Any, rows: Any, tmax: float, enc: float, dg: 
             order = np.lexsort((first.units, first.rows))
             r, h = first.rows[order], first.units[order]
             cl, ch, bl, bh = (x[order] for x in (*first.c, *first.b))
-            slack = 8 * att["err1"][h] + pf * (1 + np.maximum(np.abs(cl), np.abs(ch)))
+            # the widened attention moves a checker's forms by at most sum_p (widening) |value|: per head, the
+            # row's total widening times |W1| |W_O| |W_V| |x| (x over every position's box), and for b the
+            # payload columns of |W1| |W_O| |W_V|
+            wc, wb = _attention_room(model, rows, att["A"], A, tmax)
+            slack = 8 * att["err1"][h] + pf * (1 + np.maximum(np.abs(cl), np.abs(ch))) + wc[r, h]
             cw = (_dn(cl - slack, pf), _up(ch + slack, pf))
-            bw = (_dn(bl, pf + 2 * pa), _up(bh, pf + 2 * pa))
+            bw = (_dn(bl - wb[r, h], pf + 2 * pa), _up(bh + wb[r, h], pf + 2 * pa))
             recorder.note("claims", A=A, rows=r, units=h, c=cw, b=bw)
             wide = FirstLayer(r, h, cw, bw, first.n_units, first.attention_min)
             s0 = _pad(state_from_forms(wide, c, rows, tmax, enc))
