@@ -252,7 +252,8 @@ def check(head: dict, arrays: dict, rows: Rows, mlp: list, fmt: str, F, listed: 
             if bad.size:
                 raise Reject(f"saturation[layer {k}, row {bad[0][0]}, inv:{bad[0][1]}]",
                              f"threshold error {e[bad[0][0], bad[0][1]]!r} is not below 1/2")
-    say(f"  recursion: {len(lay)} layers x {R} rows: every M, e and saturation decision holds")
+    say(f"  recursion: {len(lay)} layers x {R} rows: every M, e and saturation decision holds (trusted: the lemmas "
+        "of the exact construction, docs/certificate-format.md 'Version 2')")
     return _decode(head, arrays, e[:, 0], mlp[-1], V, u, eta, say)
 
 
