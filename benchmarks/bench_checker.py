@@ -1,6 +1,7 @@
 """Benchmark: writing a certificate (`verify --certificate`) and re-checking it (`prefixproof check`).
 
-    python benchmarks/bench_checker.py [CASE ...]      (cases: t1-95 t2-95 t2-32000 t1-32000 lr-95 mt-95 cd-7)
+    python benchmarks/bench_checker.py [CASE ...]      (cases: t1-95 t2-95 t2-32000 t1-32000 lr-95 mt-95 cd-7
+                                                         pk-4 pk-11)
 
 Each case saves the construction's weights (constructions + save_model, no prompt), runs
 `prefixproof verify --weights DIR --claim C --level certify --certificate FILE` and then
@@ -25,6 +26,7 @@ from machine import describe_machine  # noqa: E402
 from prefixproof.constructions.io import save_model  # noqa: E402
 from prefixproof.constructions.alphabet import PRINTABLE_ASCII  # noqa: E402
 from prefixproof.constructions.conditional import Conditional  # noqa: E402
+from prefixproof.constructions.packing import Packing  # noqa: E402
 from prefixproof.constructions.theorem1 import Theorem1  # noqa: E402
 from prefixproof.constructions.theorem2 import Theorem2  # noqa: E402
 
@@ -36,6 +38,8 @@ CASES = {
     "lr-95": ("long_response", "V=95, R=10", lambda: Conditional(95, 1, 10, PRINTABLE_ASCII)),
     "mt-95": ("multi_token", "V=95, L=2", lambda: Conditional(95, 2, 1, PRINTABLE_ASCII)),
     "cd-7": ("conditional", "V=7, L=2, R=3", lambda: Conditional(7, 2, 3)),
+    "pk-4": ("multi_token_packing", "V=4, L=2", lambda: Packing(4, 2)),  # the README's size (version 2)
+    "pk-11": ("multi_token_packing", "V=11, L=2", lambda: Packing(11, 2)),  # the largest V certified in float64
 }
 EXE = Path(sys.executable).parent / "prefixproof"
 

@@ -162,8 +162,9 @@ def check(head: dict, arrays: dict, rows: Rows, mlp: list, fmt: str, F, listed: 
     tmax, enc = box(V, L, F, u)
     istar = rows.fixed_tok[:, 1:] @ (V ** np.arange(L - 2, -1, -1))  # the digit index of (u_2..u_L)
     vmax = _q_up(fmpq(V - 1, V))
-    if len(mlp) != len(lay) + 1 or any(W.shape != (len(lay[k]), len(lay[k - 1]) if k else W.shape[1])
-                                       for k, (W, _) in enumerate(mlp[:-1])) or mlp[-1][0].shape != (V, 1):
+    if len(mlp) != len(lay) + 1 or mlp[-1][0].shape != (V, 1) or mlp[-1][1].shape != (V,) or any(
+            W.shape != (len(lay[k]), len(lay[k - 1]) if k else W.shape[1]) or b.shape != (len(lay[k]),)
+            for k, (W, b) in enumerate(mlp[:-1])):
         raise Reject("claim", f"the MLP's shapes differ from the {CLAIM} construction at V={V}, L={L}")
 
     def claims(k, ideal_M, e_own):  # claimed M >= the checker's, e >= the checker's; then the claims are used
