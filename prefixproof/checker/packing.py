@@ -46,7 +46,7 @@ def reference(V: int, L: int) -> list[tuple[dict, dict]]:
             w("x", dst, f if k == 0 else f * V)
             for j in range(V - 1 if k else 0):
                 w(f"H:{j}", dst, -f)
-        stage, part = divmod(ell - 2, 2)
+        stage, part = divmod(ell - 2, 2)  # the final layers are stage D: sel (part 0) and value (part 1)
         if ell == 1:  # x = sum select; idx:i = sum_l keep<l>:(digit l of i) - (L - 2)
             for a in range(V):
                 w(f"select:{a}", "x", 1)
@@ -54,40 +54,33 @@ def reference(V: int, L: int) -> list[tuple[dict, dict]]:
                 for l in range(2, L + 1):
                     w(f"keep{l}:{i // V ** (L - l) % V}", f"idx:{i}", 1)
                 b[d[f"idx:{i}"]] = fmpq(2 - L)
-        elif stage < D:
+        elif part == 0:  # stage a: inv_j = ReLU(-2 g (V x_k - j) - 1/2), g = V^(D-1-stage); sel_(stage-1)
+            for i in range(D if stage < D else 0):
+                w(f"idx:{i}", f"idx:{i}", 1)
+            for j in range(1, V if stage < D else 1):
+                g = V ** (D - 1 - stage)
+                vx(f"inv:{j - 1}", -2 * g * V, stage)
+                b[d[f"inv:{j - 1}"]] = fmpq(4 * g * j - 1, 2)
+            if stage < D:
+                vx("x", 1, stage)
+            if stage:
+                for j in range(V - 1):
+                    w(f"H:{j}", "sel", fmpq(1, V))
+                w(f"idx:{stage - 1}", "sel", 1)
+                b[d["sel"]] = fmpq(-1)
+        elif stage < D:  # stage b: H_j = ReLU(1 - inv_j)
             for i in range(D):
                 w(f"idx:{i}", f"idx:{i}", 1)
-            if part == 0:  # stage a: inv_j = ReLU(-2 g (V x_k - j) - 1/2), g = V^(D-1-stage)
-                g = V ** (D - 1 - stage)
-                for j in range(1, V):
-                    vx(f"inv:{j - 1}", -2 * g * V, stage)
-                    b[d[f"inv:{j - 1}"]] = fmpq(4 * g * j - 1, 2)
-                vx("x", 1, stage)
-                if stage:
-                    for j in range(V - 1):
-                        w(f"H:{j}", "sel", fmpq(1, V))
-                    w(f"idx:{stage - 1}", "sel", 1)
-                    b[d["sel"]] = fmpq(-1)
-            else:  # stage b: H_j = ReLU(1 - inv_j)
-                for j in range(V - 1):
-                    w(f"inv:{j}", f"H:{j}", -1)
-                    b[d[f"H:{j}"]] = fmpq(1)
-                w("x", "x", 1)
-                if stage:
-                    w("sel", "acc", 1)
-            if stage > 1:
-                w("acc", "acc", 1)
-        elif ell == 2 * D + 2:  # sel_(D-1) = ReLU(d/V + idx:(D-1) - 1), acc carried
             for j in range(V - 1):
-                w(f"H:{j}", "sel", fmpq(1, V))
-            w(f"idx:{D - 1}", "sel", 1)
-            b[d["sel"]] = fmpq(-1)
-            if D > 1:
-                w("acc", "acc", 1)
+                w(f"inv:{j}", f"H:{j}", -1)
+                b[d[f"H:{j}"]] = fmpq(1)
+            w("x", "x", 1)
+            if stage:
+                w("sel", "acc", 1)
         else:  # value = sel + acc
             w("sel", "value", 1)
-            if D > 1:
-                w("acc", "value", 1)
+        if stage > 1:  # the accumulator is carried (into value at the end)
+            w("acc", "value" if ell == len(lay) - 1 else "acc", 1)
         out.append((W, b))
     return out
 
