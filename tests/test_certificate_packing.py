@@ -197,3 +197,81 @@ def test_packing_certificate_needs_the_claim_to_be_certified(tmp_path, capsys):
     code, out, err = run(capsys, "verify", "--weights", tmp_path / "w", "--claim", "multi_token_packing", "--level",
                          "certify", "--min-margin", "1", "--certificate", tmp_path / "c.cert")
     assert code == 2 and "nothing certified to write" in err and not (tmp_path / "c.cert").exists()
+
+
+def _executed_and_exact(V: int, L: int, table: np.ndarray):
+    """Per row (u_1..u_L): the hidden layers of one float64 execution (numpy, softmax attention, from
+    docs/semantics.md) and of the exact construction (hardmax: select:u_1 = r, keep<l>:b = [u_l = b]; then the
+    construction's exact rational weights), as lists over layers of (rows, width) arrays."""
+    from fractions import Fraction
+    from itertools import product
+
+    from prefixproof.constructions.model import materialize
+    from prefixproof.constructions.packing import Packing
+
+    c = Packing(V, L)
+    exact, m = c.model(), materialize(c.model())
+    layer, ex_layer = m.layers[0], exact.layers[0]
+    arr = lambda w: np.asarray(w.toarray() if hasattr(w, "toarray") else w, dtype=np.float64)  # noqa: E731
+    r = c.pack(table)
+    virtual = c.encode(table)[0]
+    runs, ideals = [], []
+    for u in product(range(V), repeat=L):
+        X = np.stack([virtual] + [arr(m.embed)[t] for t in u]) + arr(m.pos)[:L + 1]
+        out = 0.0
+        for h in layer.heads:
+            s = h.scale * (arr(h.W_K) @ X.T).T @ (arr(h.W_Q) @ X[L])
+            a = np.exp(s - s.max())
+            out = out + arr(h.W_O) @ ((a / a.sum()) @ (arr(h.W_V) @ X.T).T)
+        acts = [np.maximum(arr(layer.mlp[0].W) @ out + arr(layer.mlp[0].b), 0.0)]
+        for d in layer.mlp[1:-1]:
+            acts.append(np.maximum(arr(d.W) @ acts[-1] + arr(d.b), 0.0))
+        runs.append(acts)
+        first = [Fraction(0)] * (L * V)
+        first[u[0]] = r[u[0]]
+        for l in range(2, L + 1):
+            first[(l - 1) * V + u[l - 1]] = Fraction(1)
+        ideal = [first]
+        for d in ex_layer.mlp[1:-1]:
+            z = [Fraction(d.b.entries.get((i,), 0)) for i in range(d.W.shape[0])]
+            for (i, j), w in d.W.entries.items():
+                z[i] += Fraction(w) * ideal[-1][j]
+            ideal.append([max(x, Fraction(0)) for x in z])
+        ideals.append(ideal)
+    return ([np.stack([run[k] for run in runs]) for k in range(len(runs[0]))],
+            [np.array([[float(x) for x in row[k]] for row in ideals]) for k in range(len(ideals[0]))],
+            [[row[k] for row in ideals] for k in range(len(ideals[0]))])
+
+
+def test_certificate_bounds_hold_on_real_executions(pk):
+    """What the file claims, on concrete inputs: for every row, layer and unit, |executed - exact| <= e and
+    |exact| <= M, the executed run being numpy float64 with softmax attention, the exact one the construction in
+    rationals; and the decoded answer is m(u). Negative control: with e lowered to 0 the same comparison fails."""
+    from fractions import Fraction
+
+    _, arrays = _load(pk / "p.cert")
+    rng = np.random.default_rng(11)
+    tables = [np.zeros(V**L, np.int64), np.full(V**L, V - 1)] + [rng.integers(0, V, V**L) for _ in range(4)]
+    worst, violations_at_zero = 0.0, 0
+    for table in tables:
+        runs, ideal_f, ideal_q = _executed_and_exact(V, L, table)
+        for k in range(LAYERS):
+            e, M = arrays[f"recursion.e.{k}"], arrays[f"recursion.M.{k}"]
+            diff = np.array([[abs(Fraction(float(a)) - b) for a, b in zip(ra, rb)]
+                             for ra, rb in zip(runs[k], ideal_q[k])], dtype=object)
+            assert all(diff[i, j] <= Fraction(float(e[i, j])) for i, j in np.ndindex(e.shape)), (k, table)
+            assert np.all(np.abs(ideal_f[k]) <= M), (k, table)
+            worst = max(worst, max(float(d) for d in diff.ravel()))
+            violations_at_zero += int(sum(diff[i, j] > 0 for i, j in np.ndindex(e.shape)))
+        assert np.allclose(ideal_f[-1][:, 0], table / V)  # the exact value is m(u)/V (the lemma the checker trusts)
+    assert worst > 0 and violations_at_zero > 0  # executions do differ from the exact construction: e = 0 would fail
+
+
+def test_float32_packing_certificate_is_confirmed_by_the_checker_and_accepted(pk, tmp_path, capsys):
+    """In a low-precision format the writer runs the independent checker on its draft first (needs --weights)."""
+    code, out = run_cli(["verify", "--weights", pk / "w", "--claim", "multi_token_packing", "--level", "certify",
+                         "--dtype", "float32", "--certificate", tmp_path / "f32.cert"])
+    assert code == 0 and "wrote certificate" in out, out
+    assert _load(tmp_path / "f32.cert")[0]["execution"] == {"format": "float32"}
+    code, out = _check(capsys, tmp_path / "f32.cert", pk / "w")
+    assert code == 0 and "ACCEPTED" in out, out
