@@ -114,6 +114,7 @@ TAMPERS = {
     "decode pair removed": (_drop_pair, "coverage[decode]"),
     "decode bound raised": (_scale("decode.margin", 10, 1.01), "decode[row 1, y 2, j 0]"),
     "header margin": (_header("margin", 0.5), "margin"),
+    "demanded margin above the bound": (_header("demanded_margin", 0.5), "decode[row 0, y 0, j 1]"),
     "wrong V": (_header("params", {"V": V + 1}), "claim"),
     "wrong L": (_header("params", {"L": L + 1}), "claim"),
     "version 1": (_header("version", 1), "header"),

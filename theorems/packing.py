@@ -95,6 +95,8 @@ def run_decode(ctx: RunContext) -> Record:
     if "certify" not in run.levels:
         return numeric_only(model, problem, run)
     out = packing_certificate(model, c, run.dtype)
+    if "packing_certificate" in out["details"]:  # a certificate file records the demanded margin (--min-margin)
+        out["details"]["packing_certificate"]["demanded_margin"] = run.min_margin
     certified = out["certified"] and run.min_margin <= out["margin"]
     reason = out["reason"] or (None if certified else f"the demanded margin {run.min_margin:.3g} is above the "
                                                       f"certified {out['margin']:.3g}")

@@ -198,7 +198,8 @@ def _write_certificate(path: str, records: list, sessions: list, weights_dir: st
 
 
 def rec_margin(rec) -> float:
-    return float((rec.details.get("certificate") or {}).get("demanded_margin", 0.0))
+    d = rec.details.get("certificate") or rec.details.get("packing_certificate") or {}
+    return float(d.get("demanded_margin", 0.0))
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
