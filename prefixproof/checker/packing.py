@@ -190,9 +190,7 @@ def check(head: dict, arrays: dict, rows: Rows, mlp: list, fmt: str, F, listed: 
     off_stage = float(iv.up(-float(iv.dn(1.0 / V))))  # >= -1/V: the ideal sel pre-activation off its stage
     for k, (ref, (W, bias)) in enumerate(zip(reference(V, L), mlp[1:-1]), start=1):
         W = np.asarray(W.toarray() if hasattr(W, "toarray") else W, dtype=np.float64)
-        absWx, dW = _dev(W, ref[0])
-        bx = {(h,): q for h, q in ref[1].items()}
-        db = _dev(bias, bx)[1]
+        (absWx, dW), db = _dev(W, ref[0]), _dev(bias, ref[1])[1]
         n = np.count_nonzero(W, axis=1) + 1
         g = np.array([iv.gamma(int(m), u) for m in n])  # gamma_(nnz + 1): the products and the bias
 
