@@ -65,14 +65,19 @@ def _step(x: Any, sign: float) -> Any:
     np.nextafter.
     """
     x = np.asarray(x, dtype=np.float64)
-    a = np.abs(x)
-    a *= 2.0**-52
-    a += ETA
+    out = np.empty_like(x)  # one new array, updated in place (large arrays: allocation and page faults dominate)
+    np.abs(x, out=out)
+    out *= 2.0**-52
+    out += ETA
     with np.errstate(invalid="ignore", over="ignore"):
-        out = x + a if sign > 0 else x - a
-    bad = ~np.isfinite(out)
-    if bad.any():
-        out = np.where(bad, np.nextafter(x, sign * np.inf), out)
+        if sign > 0:
+            np.add(x, out, out=out)
+        else:
+            np.subtract(x, out, out=out)
+    if not np.isfinite(out.sum()):  # one pass; a non-finite entry (or an overflowing sum) is rare
+        bad = ~np.isfinite(out)
+        if bad.any():
+            out = np.where(bad, np.nextafter(x, sign * np.inf), out)
     return out[()] if out.ndim == 0 else out
 
 
