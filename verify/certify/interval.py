@@ -294,8 +294,12 @@ def _pattern(W: Any) -> Any:
 
 def matmul(A: Iv, B: Iv, ex: Exec = REAL) -> Iv:
     """Enclosure of A @ B for interval (dense) arrays, batched over leading axes."""
-    ac, ar = mid_rad(A)
-    bc, br = mid_rad(B)
+    return matmul_mid_rad(*mid_rad(A), *mid_rad(B), ex)
+
+
+def matmul_mid_rad(ac: np.ndarray, ar: np.ndarray, bc: np.ndarray, br: np.ndarray, ex: Exec = REAL) -> Iv:
+    """`matmul` of factors given as midpoint and radius (`mid_rad`): a factor reused by many calls, such as
+    the keys of every block of queries, is split once."""
     if ac.ndim == 2 and bc.ndim == 2 and ac.size and bc.size:
         live_a, live_b = (ac != 0) | (ar != 0), (bc != 0) | (br != 0)
         if live_a.mean() < SPARSE_DENSITY and live_b.mean() < SPARSE_DENSITY:
@@ -303,7 +307,7 @@ def matmul(A: Iv, B: Iv, ex: Exec = REAL) -> Iv:
 
             return sparse_matmul(ac, ar, bc, br, live_a, ex)
     aac, abc = np.abs(ac), np.abs(bc)
-    return _enclose_products(ac @ bc, aac @ abc, aac @ br + ar @ (abc + br), max(A[0].shape[-1], 1), ex)
+    return _enclose_products(ac @ bc, aac @ abc, aac @ br + ar @ (abc + br), max(ac.shape[-1], 1), ex)
 
 
 def dot_rows(a: Iv, b: Iv, ex: Exec = REAL) -> Iv:
