@@ -41,7 +41,7 @@ from prefixproof.verify.certify.sparse_routing import free_candidates, free_spar
 
 
 DENSE_PAIRS = 30_000_000  # (row, hidden unit) pairs the certificate evaluates densely at most
-SOFTMAX_BLOCK = 1_000_000  # score entries per block of rows in the softmax
+SCORE_BLOCK = 2_000_000  # score entries per block of rows (scores and softmax): 16 MB per array
 
 
 class Unsupported(Exception):
@@ -115,37 +115,45 @@ def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
     box[0][pay], box[1][pay] = tmin, tmax
     E_lo, E_hi = _col_hull(model.embed)
     shared = list(range(nv)) + free  # positions whose box all rows share
-    lo = np.concatenate([P[:nv] + box[0], E_lo + P[free]]) if free else P[:nv] + box[0]
-    hi = np.concatenate([P[:nv] + box[1], E_hi + P[free]]) if free else P[:nv] + box[1]
-    X = I.exec_round((I.down(lo), I.up(hi)), ex)
     # A sum with an exact-zero operand is exact, in float64 and in the executed format (the stored operands are
-    # values of it): keep those entries as points, so that zero stays zero and sparse routing stays sparse.
-    Pz = (np.concatenate([P[:nv], P[free]]) if free else P[:nv]) == 0
-    addz = np.concatenate([np.broadcast_to((box[0] == 0) & (box[1] == 0), (nv, d)),
-                           np.broadcast_to((E_lo == 0) & (E_hi == 0), (len(free), d))]) if free else \
-        np.broadcast_to((box[0] == 0) & (box[1] == 0), (nv, d))
-    exact = Pz | addz
-    X = (np.where(exact, lo, X[0]), np.where(exact, hi, X[1]))
+    # values of it): keep those entries as points, so that zero stays zero and sparse routing stays sparse. The
+    # other entries are the executed sum fl(P + x), enclosed. Built in place: (positions x d) is 2N+1 wide.
+    lo, hi = np.empty((len(shared), d)), np.empty((len(shared), d))
+    inexact = np.empty((len(shared), d), dtype=bool)
+    parts = [(slice(0, nv), P[:nv], box)] + ([(slice(nv, None), _take_rows(P, free), (E_lo, E_hi))] if free else [])
+    for rows, Pr, (add_lo, add_hi) in parts:
+        np.add(Pr, add_lo, out=lo[rows])
+        np.add(Pr, add_hi, out=hi[rows])
+        np.logical_and(Pr != 0, ~((add_lo == 0) & (add_hi == 0)), out=inexact[rows])
+    del parts
+    lo[inexact], hi[inexact] = I.exec_round((I.down(lo[inexact]), I.up(hi[inexact])), ex)
+    X = (lo, hi)
+    del lo, hi, inexact
+    P_at = {p: P[p].copy() for p in set(range(nv)) | set(fixed)}  # the rows of P read below
+    del P  # the dense (positions x d) P is freed
     xmag = I.mag(X).max(axis=0)
     for j in range(len(fixed)):
-        xmag = np.maximum(xmag, np.maximum(np.abs(E_lo), np.abs(E_hi)) + np.abs(P[fixed[j]]))
+        xmag = np.maximum(xmag, np.maximum(np.abs(E_lo), np.abs(E_hi)) + np.abs(P_at[fixed[j]]))
     col = {p: i for i, p in enumerate(shared)}
     visible = np.arange(n)[None, :] <= claim.query_pos[:, None]  # causal
 
-    A_all, F_all = [], []
-    for head in heads:
-        Q = _row_queries(head, claim, X, col, E_rows, P, fixed, ex)
-        K = I.linear(X, head.W_K, ex)
-        S_sh = I.matmul(Q, (K[0].T, K[1].T), ex)  # (R, n_shared)
-        S = (np.empty((R, n)), np.empty((R, n)))
-        S[0][:, shared], S[1][:, shared] = S_sh
-        for j, p in enumerate(fixed):  # a fixed position's key differs per row
-            s = I.dot_rows(Q, _project_rows(E_rows[j], P[p], head.W_K, ex), ex)
-            S[0][:, p], S[1][:, p] = s
-        # executed: fl(dots * fl(scale)); numpy rounds a Python scale to the array's format first, one more u
-        S = I.exec_round(I.exec_round(I.scale(S, head.scale), ex), ex)
-        A_all.append(_softmax_rows(S, visible, ex))
-        F_all.append(chain_product([W1, head.W_O, head.W_V]))
+    # Everything read from the (positions x d) box X first, so that X is freed before the (rows x positions)
+    # attention weights are formed: the values' routing F X of free positions, each head's queries and keys.
+    F_all = [chain_product([W1, head.W_O, head.W_V]) for head in heads]
+    FX_all = [_free_routing(X, nv, Fc, Fr) if free else None for Fc, Fr in F_all]
+    QK = [(_row_queries(head, claim, X, col, E_rows, P_at, fixed, ex), I.linear(X, head.W_K, ex)) for head in heads]
+    del X
+    A_all: list = [None] * len(heads)
+    # each head's queries and keys are freed once its weights are formed; the widest head first, while no
+    # (rows x positions) weights are held yet
+    for h in sorted(range(len(heads)), key=lambda h: -QK[h][0][0].size):
+        head = heads[h]
+        (Q, K), QK[h] = QK[h], None
+        keys = I.mid_rad((K[0].T, K[1].T))  # the keys, split once for every block of rows
+        del K
+        fixed_keys = [_project_rows(E_rows[j], P_at[p], head.W_K, ex) for j, p in enumerate(fixed)]
+        A_all[h] = _attention_weights(head, Q, keys, fixed_keys, shared, fixed, visible, ex)
+        del Q, keys, fixed_keys
 
     err1 = _exec_error(layer, xmag, A_all, ex)
     recorder.note("attention", A=A_all, err1=err1)
@@ -155,14 +163,11 @@ def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
     fp_rows = list(range(nv)) + fixed  # the positions whose F P_p is read (free positions go through FX)
     for h, (A, (Fc, Fr)) in enumerate(zip(A_all, F_all)):
         piece = {"A": A, "Fbox": I.linear(box, Fc, W_rad=Fr),
-                 "FP": _rows_of(I.linear(I.point(P[fp_rows]), Fc, W_rad=Fr), fp_rows),  # F P_p, virtual and fixed p
+                 "FP": _rows_of(I.linear(I.point(np.array([P_at[p] for p in fp_rows]).reshape(len(fp_rows), d)), Fc, W_rad=Fr),
+                               fp_rows),  # F P_p, virtual and fixed p
                  "Fpay_c": _slice_cols(Fc, pay), "Fpay_r": _slice_cols(Fr, pay)}
         if free:
-            piece["FX"] = I.linear((X[0][nv:], X[1][nv:]), Fc, W_rad=Fr)  # (n_free, hidden)
-            sparse_fx = sparse_pair(piece["FX"])
-            if sparse_fx is not None:  # free positions reach few units (Theorem 1: one unit each)
-                piece["FX_sparse"] = sparse_fx
-                del piece["FX"]
+            piece.update(FX_all[h])
         if fixed:
             FEc, FEr = chain_product([W1, heads[h].W_O, heads[h].W_V, _T(model.embed)])
             piece["FE_c"] = sp.csc_array(FEc) if sp.issparse(FEc) else FEc
@@ -172,6 +177,13 @@ def first_layer_forms(model: Model, claim: LookupRows, ex: Exec) -> FirstLayer:
     rows, units = _candidate_pairs(claim, pieces, b1, err1, hidden)
     c, b = _pair_forms(claim, pieces, b1, err1, rows, units, tmin, tmax)
     return FirstLayer(rows, units, c, b, hidden, att_min)
+
+
+def _take_rows(M: np.ndarray, idx: list[int]) -> np.ndarray:
+    """M[idx], as a view when idx is a run of consecutive rows (no copy of a (positions x d) array)."""
+    if idx and list(idx) == list(range(idx[0], idx[0] + len(idx))):
+        return M[idx[0]:idx[0] + len(idx)]
+    return M[idx]
 
 
 class _rows_of:
@@ -185,18 +197,37 @@ class _rows_of:
         return self._ends[k]
 
 
-def _softmax_rows(S: Iv, visible: np.ndarray, ex: Exec) -> Iv:
-    """interval.softmax, row block by row block (rows are independent): bounded temporaries."""
-    R, n = S[0].shape
-    out = (np.empty((R, n)), np.empty((R, n)))
-    step = max(1, SOFTMAX_BLOCK // max(n, 1))
+def _free_routing(X: Iv, nv: int, Fc, Fr) -> dict:
+    """F X for the free content positions (n_free, hidden), as {"FX_sparse": ...} when it reaches few units
+    (Theorem 1: one unit each), else {"FX": dense interval}."""
+    FX = I.linear((X[0][nv:], X[1][nv:]), Fc, W_rad=Fr)
+    sparse_fx = sparse_pair(FX)
+    return {"FX": FX} if sparse_fx is None else {"FX_sparse": sparse_fx}
+
+
+def _attention_weights(head, Q: Iv, keys: tuple[np.ndarray, np.ndarray], fixed_keys: list[Iv], shared: list[int],
+                       fixed: list[int], visible: np.ndarray, ex: Exec) -> Iv:
+    """A^h (rows x positions): the scores Q K^T (K^T given as midpoint and radius, `keys`; a fixed position's
+    key differs per row: `fixed_keys`), scaled as executed, then the tight softmax; by blocks of rows (rows are
+    independent), so that only A^h and one block's temporaries are held."""
+    R, n = visible.shape
+    kc, kr = keys
+    A = (np.empty((R, n)), np.empty((R, n)))
+    step = max(1, SCORE_BLOCK // max(n, 1))
     for a in range(0, R, step):
-        lo, hi = I.softmax((S[0][a:a + step], S[1][a:a + step]), visible[a:a + step], ex)
-        out[0][a:a + step], out[1][a:a + step] = lo, hi
-    return out
+        rows = slice(a, a + step)
+        Qb = (Q[0][rows], Q[1][rows])
+        S = (np.empty((len(Qb[0]), n)), np.empty((len(Qb[0]), n)))
+        S[0][:, shared], S[1][:, shared] = I.matmul_mid_rad(*I.mid_rad(Qb), kc, kr, ex)
+        for p, key in zip(fixed, fixed_keys):
+            S[0][:, p], S[1][:, p] = I.dot_rows(Qb, (key[0][rows], key[1][rows]), ex)
+        # executed: fl(dots * fl(scale)); numpy rounds a Python scale to the array's format first, one more u
+        S = I.exec_round(I.exec_round(I.scale(S, head.scale), ex), ex)
+        A[0][rows], A[1][rows] = I.softmax(S, visible[rows], ex)
+    return A
 
 
-def _row_queries(head, claim: LookupRows, X: Iv, col: dict[int, int], E_rows: list, P: np.ndarray,
+def _row_queries(head, claim: LookupRows, X: Iv, col: dict[int, int], E_rows: list, P: dict[int, np.ndarray],
                  fixed: list[int], ex: Exec) -> Iv:
     """Each row's query: from the shared box of its query position, or from its own token there."""
     R = claim.rows

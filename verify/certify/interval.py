@@ -65,14 +65,19 @@ def _step(x: Any, sign: float) -> Any:
     np.nextafter.
     """
     x = np.asarray(x, dtype=np.float64)
-    a = np.abs(x)
-    a *= 2.0**-52
-    a += ETA
+    out = np.empty_like(x)  # one new array, updated in place (large arrays: allocation and page faults dominate)
+    np.abs(x, out=out)
+    out *= 2.0**-52
+    out += ETA
     with np.errstate(invalid="ignore", over="ignore"):
-        out = x + a if sign > 0 else x - a
-    bad = ~np.isfinite(out)
-    if bad.any():
-        out = np.where(bad, np.nextafter(x, sign * np.inf), out)
+        if sign > 0:
+            np.add(x, out, out=out)
+        else:
+            np.subtract(x, out, out=out)
+    if not np.isfinite(out.sum()):  # one pass; a non-finite entry (or an overflowing sum) is rare
+        bad = ~np.isfinite(out)
+        if bad.any():
+            out = np.where(bad, np.nextafter(x, sign * np.inf), out)
     return out[()] if out.ndim == 0 else out
 
 
@@ -289,8 +294,12 @@ def _pattern(W: Any) -> Any:
 
 def matmul(A: Iv, B: Iv, ex: Exec = REAL) -> Iv:
     """Enclosure of A @ B for interval (dense) arrays, batched over leading axes."""
-    ac, ar = mid_rad(A)
-    bc, br = mid_rad(B)
+    return matmul_mid_rad(*mid_rad(A), *mid_rad(B), ex)
+
+
+def matmul_mid_rad(ac: np.ndarray, ar: np.ndarray, bc: np.ndarray, br: np.ndarray, ex: Exec = REAL) -> Iv:
+    """`matmul` of factors given as midpoint and radius (`mid_rad`): a factor reused by many calls, such as
+    the keys of every block of queries, is split once."""
     if ac.ndim == 2 and bc.ndim == 2 and ac.size and bc.size:
         live_a, live_b = (ac != 0) | (ar != 0), (bc != 0) | (br != 0)
         if live_a.mean() < SPARSE_DENSITY and live_b.mean() < SPARSE_DENSITY:
@@ -298,7 +307,7 @@ def matmul(A: Iv, B: Iv, ex: Exec = REAL) -> Iv:
 
             return sparse_matmul(ac, ar, bc, br, live_a, ex)
     aac, abc = np.abs(ac), np.abs(bc)
-    return _enclose_products(ac @ bc, aac @ abc, aac @ br + ar @ (abc + br), max(A[0].shape[-1], 1), ex)
+    return _enclose_products(ac @ bc, aac @ abc, aac @ br + ar @ (abc + br), max(ac.shape[-1], 1), ex)
 
 
 def dot_rows(a: Iv, b: Iv, ex: Exec = REAL) -> Iv:

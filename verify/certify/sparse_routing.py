@@ -48,22 +48,32 @@ def free_candidates(claim: LookupRows, pieces, upper: np.ndarray):
     free = np.asarray(claim.free_pos)
     rows_out, units_out = [], []
     for pc in pieces:
-        A_hi = pc["A"][1][:, free]  # (R, n_free)
+        A_hi = _columns(pc["A"][1], free)  # (R, n_free), a view when the free positions are consecutive
         col_max = A_hi.max(axis=0) if A_hi.size else np.zeros(len(free))
         big = A_hi > LARGE_WEIGHT * np.maximum(col_max, 0.0)[None, :]
-        tau = np.where(big, 0.0, A_hi).max(axis=0) if A_hi.size else np.zeros(len(free))
+        # the largest weight not marked large (0 where every weight is large; weights' upper bounds are >= 0)
+        tau = A_hi.max(axis=0, where=~big, initial=0.0) if A_hi.size else np.zeros(len(free))
         pos = pc["FX_sparse"][1].copy()
         pos.data = np.maximum(pos.data, 0.0)
         upper = I.up(upper + I.up(pos.T @ tau * (1 + 4 * I.gamma(max(len(free), 1)))))
-        rr, ff = np.nonzero(big)
         pos_csr = sp.csr_array(pos)
         pos_csr.eliminate_zeros()
+        routed = np.flatnonzero(np.diff(pos_csr.indptr) > 0)  # free positions that can raise some unit
+        rr, fi = np.nonzero(big[:, routed])  # a large weight on any other position gives no pair
+        ff = routed[fi]
         counts = np.diff(pos_csr.indptr)[ff]
         starts = pos_csr.indptr[ff]
         k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(starts, counts)
         rows_out.append(np.repeat(rr, counts))
         units_out.append(pos_csr.indices[k])
     return upper, rows_out, units_out
+
+
+def _columns(M: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """M[:, cols], as a view when cols is a run of consecutive columns."""
+    if cols.size and np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size)):
+        return M[:, cols[0]:cols[0] + cols.size]
+    return M[:, cols]
 
 
 def sparse_free_terms(A: Iv, free: list[int], FX: tuple, rows: np.ndarray, units: np.ndarray) -> Iv:
