@@ -333,7 +333,8 @@ def sum_last(a: Iv, ex: Exec = REAL) -> Iv:
 def exp(a: Iv, ex: Exec = REAL) -> Iv:
     """Enclosure of exp, trusting np.exp to EXP_ULPS ulp (checked at start-up)."""
     with np.errstate(over="ignore", under="ignore"):
-        el, eh = np.exp(a[0]), np.exp(a[1])
+        el = np.exp(a[0])
+        eh = el if a[1] is a[0] else np.exp(a[1])  # a point (softmax's shifted scores): one exp
     lo = np.maximum(0.0, down(down(el * (1 - _EXP_REL)) - EXP_ULPS * ETA))
     hi = up(up(eh * (1 + _EXP_REL)) + EXP_ULPS * ETA)
     if not ex.exact:
