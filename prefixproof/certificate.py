@@ -19,7 +19,8 @@ import numpy as np
 
 from prefixproof.output import write_atomic
 
-FORMAT, VERSION = "prefixproof-certificate", 1
+FORMAT, VERSION, PERBOX_VERSION = "prefixproof-certificate", 1, 2
+PERBOX_LIMIT = 200_000  # single boxes the writer hands to step perbox when the checker's block step is too loose
 PAD_ATT, PAD_FORM, PAD_MARGIN = 2.0**-44, 2.0**-40, 2.0**-12
 
 
@@ -37,9 +38,11 @@ def _up(x, rel):
     return np.nextafter(x + np.abs(x) * rel + 2.0**-1060, np.inf)
 
 
-def _blocks(notes: list, n_relu: int) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
-    """The accepted blocks of every evaluation batch, sorted by (row, first value), with their decisions."""
+def _blocks(notes: list, n_relu: int) -> tuple[dict[str, np.ndarray], list[np.ndarray], dict[str, np.ndarray]]:
+    """The accepted blocks of every evaluation batch, sorted by (row, first value), with their decisions; and the
+    single boxes accepted only by the per-operation re-evaluation (step "perbox", version 2)."""
     parts: dict[str, list] = {"row": [], "ya": [], "yb": [], "margin": []}
+    single: dict[str, list] = {"row": [np.zeros(0, np.int64)], "y": [np.zeros(0, np.int64)], "margin": [np.zeros(0)]}
     codes: list[list] = [[] for _ in range(n_relu)]
     pending: list[dict] = []
     for kind, a in notes:
@@ -48,7 +51,9 @@ def _blocks(notes: list, n_relu: int) -> tuple[dict[str, np.ndarray], list[np.nd
         elif kind == "blocks":
             if len(pending) != n_relu:
                 raise CertificateError(f"recorded {len(pending)} ReLU layers for a batch, expected {n_relu}")
-            good = a["good"]
+            good = a["good"] & ~a["perbox"]
+            for key, src in (("row", "row"), ("y", "ya"), ("margin", "margin")):
+                single[key].append(a[src][a["perbox"]])
             for key in parts:
                 parts[key].append(a[key][good])
             for k, d in enumerate(pending):
@@ -56,7 +61,10 @@ def _blocks(notes: list, n_relu: int) -> tuple[dict[str, np.ndarray], list[np.nd
             pending = []
     out = {k: np.concatenate(v) for k, v in parts.items()}
     order = np.lexsort((out["ya"], out["row"]))
-    return {k: v[order] for k, v in out.items()}, [np.concatenate(c)[order] for c in codes]
+    pb = {k: np.concatenate(v) for k, v in single.items()}
+    pb_order = np.lexsort((pb["y"], pb["row"]))
+    return ({k: v[order] for k, v in out.items()}, [np.concatenate(c)[order] for c in codes],
+            {k: v[pb_order] for k, v in pb.items()})
 
 
 def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerprint: str,
@@ -79,9 +87,9 @@ def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerpr
     T = (np.full(len(f["rows"]), tmin), np.full(len(f["rows"]), tmax))
     keep = _form_range((f["c_lo"], f["c_hi"]), (f["b_lo"], f["b_hi"]), T)[1] > 0
     order = np.lexsort((f["units"][keep], f["rows"][keep]))
-    blk, codes = _blocks(session.notes, n_relu)
+    blk, codes, pb = _blocks(session.notes, n_relu)
     u = session.ex.u  # the executed format's unit roundoff: low precision needs room in proportion
-    pad_att, pad_form, pad_margin = max(PAD_ATT, 2**5 * u), max(2.0**-36, 2**5 * u), max(PAD_MARGIN, 2**12 * u)
+    pad_att, pad_form, pad_margin = max(PAD_ATT, 2**5 * u), max(2.0**-36, 2**5 * u), max(PAD_MARGIN, min(2**12 * u, 2.0**-8))
     arrays = {
         "attention.lo": np.clip(_dn(att["lo"], pad_att), 0.0, 1.0), "attention.hi": np.clip(_up(att["hi"], pad_att), 0, 1),
         "forms.row": f["rows"][keep][order].astype(np.int64), "forms.unit": f["units"][keep][order].astype(np.int64),
@@ -97,38 +105,80 @@ def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerpr
         arrays[f"forms.{name}"] = _dn(x, rel) if sign < 0 else _up(x, rel)
     for k, c in enumerate(codes):
         arrays[f"relu.{k}"] = np.ascontiguousarray(c)
+    if len(pb["row"]):  # version 2: the boxes certified only per operation
+        arrays.update({"perbox.row": pb["row"].astype(np.int64), "perbox.y": pb["y"].astype(np.int64),
+                       "perbox.margin": _dn(pb["margin"], pad_margin)})
     H, R, n = att["lo"].shape
-    header = {"format": FORMAT, "version": VERSION, "claim": claim, "params": dict(params),
+    margins = [arrays["blocks.margin"]] + ([arrays["perbox.margin"]] if len(pb["row"]) else [])
+    header = {"format": FORMAT, "version": VERSION if len(pb["row"]) == 0 else PERBOX_VERSION, "claim": claim, "params": dict(params),
               "execution": {"format": dtype}, "weights_fingerprint": fingerprint, "demanded_margin": float(demanded),
-              "margin": float(arrays["blocks.margin"].min()), "rows": int(R), "values": int(rows.V), "heads": int(H),
+              "margin": float(min(m.min() for m in margins if m.size)), "rows": int(R), "values": int(rows.V), "heads": int(H),
               "positions": int(n), "layers": n_relu, "generator": "prefixproof structured interval certificate"}
     return header, arrays
 
 
 def settle(header: dict[str, Any], arrays: dict[str, np.ndarray], weights_dir: str | Path) -> None:
-    """Lower each block's claimed margin to the independent checker's own bound where that is smaller.
+    """Lower each claimed margin to the independent checker's own bound where that is smaller, and move the
+    single-value blocks whose decisions or margin it cannot confirm to step perbox (version 2), until the
+    checker accepts the draft.
 
-    In low precision the checker's rounding bounds are looser than the engine's, so the engine's margin may
-    not be confirmable; both are sound lower bounds, so their minimum is too. Raises CertificateError when a
-    block then falls to the demanded margin or below (the certificate could not be checked).
+    In low precision the checker's rounding bounds for blocks are looser than the engine's, so the engine's
+    margin may not be confirmable; both are sound lower bounds, so their minimum is too. Raises
+    CertificateError when a margin then falls to the demanded margin or below, or the checker rejects the
+    draft at another step.
     """
     from prefixproof.checker import files, main
 
-    got: list[np.ndarray] = []
-    with tempfile.TemporaryDirectory(prefix="prefixproof-cert-") as tmp:
-        draft = Path(tmp) / "draft.cert"
-        write(draft, header, arrays)
-        try:
-            main.check(draft, Path(weights_dir), say=lambda *_: None, seen=got.append)
-        except files.Reject as e:
-            if not got:
-                raise CertificateError(f"the independent checker rejects the draft at step {e}") from None
-    m = np.minimum(arrays["blocks.margin"], np.nextafter(got[0] * (1 - 2.0**-30), -np.inf))
-    if not np.all(m > header["demanded_margin"]) or not np.all(m > 0):
-        raise CertificateError(f"the independent checker's margin bound {float(got[0].min())!r} does not exceed the "
-                               f"demanded margin {header['demanded_margin']!r}")
-    arrays["blocks.margin"] = m
-    header["margin"] = float(m.min())
+    floor = max(float(header["demanded_margin"]), 0.0)
+    for _ in range(4):
+        names = ["blocks.margin"] + (["perbox.margin"] if "perbox.margin" in arrays else [])  # the checker's order
+        got: list[np.ndarray] = []
+        with tempfile.TemporaryDirectory(prefix="prefixproof-cert-") as tmp:
+            draft = Path(tmp) / "draft.cert"
+            write(draft, header, arrays)
+            try:
+                main.check(draft, Path(weights_dir), say=lambda *_: None, seen=got.append)
+                return
+            except files.Reject as e:
+                if not got:
+                    raise CertificateError(f"the independent checker rejects the draft at step {e}") from None
+                why = str(e)
+        weak = ~(got[0] > floor)  # blocks the checker's block step cannot confirm
+        size = arrays["blocks.yb"][weak] - arrays["blocks.ya"][weak] + 1
+        if size.sum() + len(arrays.get("perbox.row", ())) > PERBOX_LIMIT:
+            raise CertificateError(f"the independent checker cannot confirm {int(size.sum())} values in blocks, more "
+                                   f"than the per-box step takes ({PERBOX_LIMIT}; {why})")
+        got[0] = np.where(weak, np.inf, got[0])
+        for name, mine in zip(names, got):
+            m = np.minimum(arrays[name], np.nextafter(mine * (1 - 2.0**-30), -np.inf))
+            if not np.all(m > floor):
+                raise CertificateError(f"the independent checker's margin bound {float(mine.min())!r} ({name}) does "
+                                       f"not exceed the demanded margin {header['demanded_margin']!r}")
+            arrays[name] = m
+        if weak.any():
+            _to_perbox(header, arrays, weak)
+        header["margin"] = float(min(arrays[k].min() for k in ("blocks.margin", "perbox.margin")
+                                     if k in arrays and arrays[k].size))
+    raise CertificateError(f"the independent checker still rejects the draft at step {why}")
+
+
+def _to_perbox(header: dict[str, Any], arrays: dict[str, np.ndarray], move: np.ndarray) -> None:
+    """Move the blocks `move` to step perbox, one entry per value with the block's claimed margin, sorted by
+    (row, value)."""
+    old = [arrays.get(f"perbox.{k}", np.zeros(0, dt)) for k, dt in (("row", np.int64), ("y", np.int64),
+                                                                   ("margin", np.float64))]
+    ya, yb = arrays["blocks.ya"][move], arrays["blocks.yb"][move]
+    size = yb - ya + 1
+    first = np.repeat(np.cumsum(size) - size, size)
+    y = np.repeat(ya, size) + np.arange(int(size.sum())) - first
+    new = [np.concatenate([o, x]) for o, x in zip(old, (np.repeat(arrays["blocks.row"][move], size), y,
+                                                        np.repeat(arrays["blocks.margin"][move], size)))]
+    order = np.lexsort((new[1], new[0]))
+    for k, a in zip(("row", "y", "margin"), new):
+        arrays[f"perbox.{k}"] = a[order]
+    for k in [f"blocks.{k}" for k in ("row", "ya", "yb", "margin")] + [f"relu.{k}" for k in range(header["layers"])]:
+        arrays[k] = np.ascontiguousarray(arrays[k][~move])
+    header["version"] = PERBOX_VERSION
 
 
 def write(path: str | Path, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

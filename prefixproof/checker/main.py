@@ -9,7 +9,7 @@ import ml_dtypes
 import numpy as np
 import scipy.sparse as sp
 
-from prefixproof.checker import TRUSTED, iv
+from prefixproof.checker import TRUSTED, iv, perbox
 from prefixproof.checker.attention import Inputs, dense, scores, softmax
 from prefixproof.checker.blocks import blocks, coverage
 from prefixproof.checker.files import Reject, Unusable, claim_rows, fingerprint, read_certificate, read_weights
@@ -102,7 +102,11 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     K = len(arrays["blocks.row"])
     for k in ("row", "ya", "yb", "margin"):
         arrays[f"blocks.{k}"] = _arr(arrays, f"blocks.{k}", (K,), "f" if k == "margin" else "i")
-    coverage(arrays["blocks.row"], arrays["blocks.ya"], arrays["blocks.yb"], R, V)
+    pb = "perbox.row" in arrays  # version 2: single boxes certified per operation (perbox.py)
+    for k, kind in (("row", "i"), ("y", "i"), ("margin", "f")) if pb else ():
+        arrays[f"perbox.{k}"] = _arr(arrays, f"perbox.{k}", (len(arrays["perbox.row"]),), kind)
+    coverage(*(perbox.merged(arrays, V) if pb else (arrays["blocks.row"], arrays["blocks.ya"], arrays["blocks.yb"])),
+             R, V)
     counts = np.bincount(listed[0], minlength=R)
     A_max = max(int(counts.max(initial=0)), 1)
     slot = np.arange(P) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -110,9 +114,11 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     U[listed[0], slot] = listed[1]
     C[:, listed[0], slot], B[:, listed[0], slot] = listed[2:4], listed[4:6]
     margin = blocks((U, C, B), middle, tail[-1], tau, arrays, float(head["demanded_margin"]), u, eta, seen)
+    if pb:
+        margin = min(margin, perbox.check(arrays, t, rows, cfg, fmt, tau, float(head["demanded_margin"]), say, seen))
     if head["margin"] != margin:
         raise Reject("margin", f"the header's margin {head['margin']!r} is not the smallest block margin {margin!r}")
-    say(f"  blocks: {K} blocks cover {R} rows x {V} values; every ReLU decision and decode inequality holds")
+    say(f"  blocks: {K} blocks{' and the per-box entries' if pb else ''} cover {R} rows x {V} values; every ReLU decision and decode inequality holds")
     return margin
 
 
