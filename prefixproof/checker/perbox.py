@@ -65,8 +65,11 @@ class Grid:
         lo, hi = self.out(lo, hi)
         return np.where(n == 0, 0.0, lo), np.where(n == 0, 0.0, hi)
 
-    def matvec(self, x, W, bias=None):  # x (..., d) times W (m, d) transposed
-        return self.dot(prod((x[0][..., None, :], x[1][..., None, :]), (W, W)), bias)
+    def matvec(self, x, W, bias=None):  # x (..., d) times W (m, d) transposed, over each row's non-zero columns
+        K = max(int((W != 0).sum(1).max(initial=0)), 1)
+        idx = np.argsort(W == 0, axis=1, kind="stable")[:, :K]  # padding columns carry weight exactly 0
+        Wk = np.take_along_axis(W, idx, 1)
+        return self.dot(prod((x[0][..., idx], x[1][..., idx]), (Wk, Wk)), bias)
 
     def softmax(self, s, exp_u: float):
         """Executed softmax over the last axis (every key visible)."""
@@ -140,9 +143,9 @@ def margins(g: Grid, net, rows, r, y, tau, exp_u: float):
         o = g.matvec(g.dot(prod((A[0][:, None], A[1][:, None]), (v[0].swapaxes(1, 2), v[1].swapaxes(1, 2)))), WO)
         total = o if total is None else g.out(total[0] + o[0], total[1] + o[1])
     z = total
-    for k, (W, b) in enumerate(mlp):
+    for k, (W, b) in enumerate(mlp):  # ReLU after every Dense layer but the model's last
         z = g.matvec(z, W, b)
-        z = (np.maximum(z[0], 0.0), np.maximum(z[1], 0.0)) if k < len(mlp) - 1 else z
+        z = (np.maximum(z[0], 0.0), np.maximum(z[1], 0.0)) if k < len(mlp) - 1 or dec[1] is not None else z
     if not (np.isfinite(z[0]).all() and np.isfinite(z[1]).all()):
         return np.full(B, -np.inf)  # overflow: outside the execution class
     worst = np.full(B, np.inf)
@@ -167,31 +170,36 @@ def merged(arrays, V: int):
     return r[o], a[o], b[o]
 
 
-def check(arrays, t, rows, cfg, fmt: str, tau, demanded: float, say, seen=None) -> float:
-    """Re-evaluate every per-box entry; return the smallest claimed margin (each confirmed)."""
+def network(t, cfg):
+    """(embedding, positions, heads, hidden Dense layers, decoder) of the one layer, as dense float64 values of F."""
     layer = cfg["layers"][0]
-    if fmt == "float64" or len(layer["heads"]) > 2:
-        raise Reject("perbox", "per-operation rounding covers formats narrower than float64 and at most two heads "
-                               "(the order of the head sum)")
-    u, eta, exp_u = iv.FORMATS[fmt]
-    g = Grid(fmt, u, eta)
     heads = [tuple(dense(t(f"layers.0.heads.{h}.{w}")) for w in ("W_Q", "W_K", "W_V", "W_O")) + (float(hd["scale"]),)
              for h, hd in enumerate(layer["heads"])]
     mlp = [(dense(t(f"layers.0.mlp.{k}.W")), dense(t(f"layers.0.mlp.{k}.b")).ravel()) for k in range(layer["mlp_layers"])]
-    if cfg["unembed"]:
-        dec = (dense(t("unembed")), None)
-    else:
-        dec, mlp = mlp[-1], mlp[:-1]
-    net = (dense(t("embed")), dense(t("pos")), heads, mlp, dec)
-    r, y, claimed = arrays["perbox.row"], arrays["perbox.y"], arrays["perbox.margin"]
+    dec, mlp = ((dense(t("unembed")), None), mlp) if cfg["unembed"] else (mlp[-1], mlp[:-1])  # bias None: unembed
+    return dense(t("embed")), dense(t("pos")), heads, mlp, dec
+
+
+def bounds(g: Grid, net, rows, r, y, tau, exp_u: float):
+    """The per-operation margin lower bound of every box (r[i], y[i]), in batches of at most BATCH products."""
     mine = np.full(len(r), -np.inf)
-    width = max(W.size for h in heads for W in h[:4]) + max(W.size for W, _ in mlp + [dec])
+    width = max(W.size for h in net[2] for W in h[:4]) + max(W.size for W, _ in net[3] + [net[4]])
     for qp in np.unique(rows.query_pos[r]):
         idx = np.flatnonzero(rows.query_pos[r] == qp)
         step = max(1, BATCH // ((int(qp) + 1) * width))
         for s in range(0, len(idx), step):
-            i = idx[s:s + step]
-            mine[i] = margins(g, net, rows, r[i], y[i], tau, exp_u)
+            mine[idx[s:s + step]] = margins(g, net, rows, r[idx[s:s + step]], y[idx[s:s + step]], tau, exp_u)
+    return mine
+
+
+def check(arrays, t, rows, cfg, fmt: str, tau, demanded: float, say, seen=None) -> float:
+    """Re-evaluate every per-box entry; return the smallest claimed margin (each confirmed)."""
+    if fmt == "float64" or len(cfg["layers"][0]["heads"]) > 2:
+        raise Reject("perbox", "per-operation rounding covers formats narrower than float64 and at most two heads "
+                               "(the order of the head sum)")
+    u, eta, exp_u = iv.FORMATS[fmt]
+    r, y, claimed = arrays["perbox.row"], arrays["perbox.y"], arrays["perbox.margin"]
+    mine = bounds(Grid(fmt, u, eta), network(t, cfg), rows, r, y, tau, exp_u)
     if seen is not None:
         seen(mine)
     bad = ~(np.isfinite(claimed) & (claimed > demanded) & (claimed > 0) & (mine >= claimed))
@@ -200,4 +208,4 @@ def check(arrays, t, rows, cfg, fmt: str, tau, demanded: float, say, seen=None) 
         raise Reject(f"perbox[row {r[k]}, value {y[k]}]", f"claimed margin {claimed[k]!r}, checker's per-operation "
                      f"lower bound {mine[k]!r} (the claim must be > {demanded!r} and > 0, and at most the bound)")
     say(f"  perbox: {len(r)} single boxes re-evaluated with one directed rounding per operation of {fmt}")
-    return float(claimed.min())
+    return float(claimed.min(initial=np.inf))
