@@ -20,6 +20,7 @@ import numpy as np
 from prefixproof.output import write_atomic
 
 FORMAT, VERSION, PERBOX_VERSION = "prefixproof-certificate", 1, 2
+ATTEMPTS = 6  # checker runs the writer makes to settle a draft
 PERBOX_LIMIT = 200_000  # single boxes the writer hands to step perbox when the checker's block step is too loose
 PAD_ATT, PAD_FORM, PAD_MARGIN = 2.0**-44, 2.0**-40, 2.0**-12
 
@@ -118,44 +119,55 @@ def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerpr
 
 
 def settle(header: dict[str, Any], arrays: dict[str, np.ndarray], weights_dir: str | Path) -> None:
-    """Lower each claimed margin to the independent checker's own bound where that is smaller, and move the
-    single-value blocks whose decisions or margin it cannot confirm to step perbox (version 2), until the
-    checker accepts the draft.
+    """Adjust the draft to what the independent checker can confirm, until it accepts it (at most ATTEMPTS runs).
 
-    In low precision the checker's rounding bounds for blocks are looser than the engine's, so the engine's
-    margin may not be confirmable; both are sound lower bounds, so their minimum is too. Raises
+    In low precision the checker's rounding bounds are looser than the engine's; both are sound, so the hull
+    of two enclosures of the same quantity, and the smaller of two lower bounds, are too. From each run the
+    writer takes what the checker computed (`seen`): attention enclosures and first-layer forms widened to
+    the hull with the checker's; blocks whose decisions or margin the checker cannot confirm split into
+    single-value entries of step perbox (version 2); claimed margins lowered to the checker's bounds. Raises
     CertificateError when a margin then falls to the demanded margin or below, or the checker rejects the
-    draft at another step.
+    draft at a step it shows nothing for.
     """
     from prefixproof.checker import files, main
 
     floor = max(float(header["demanded_margin"]), 0.0)
-    for _ in range(4):
-        names = ["blocks.margin"] + (["perbox.margin"] if "perbox.margin" in arrays else [])  # the checker's order
-        got: list[np.ndarray] = []
+    why = "nothing"
+    for _ in range(ATTEMPTS):
+        got: dict[str, Any] = {}
         with tempfile.TemporaryDirectory(prefix="prefixproof-cert-") as tmp:
             draft = Path(tmp) / "draft.cert"
             write(draft, header, arrays)
             try:
-                main.check(draft, Path(weights_dir), say=lambda *_: None, seen=got.append)
+                main.check(draft, Path(weights_dir), say=lambda *_: None, seen=got.__setitem__)
                 return
             except files.Reject as e:
                 if not got:
                     raise CertificateError(f"the independent checker rejects the draft at step {e}") from None
                 why = str(e)
-        weak = ~(got[0] > floor)  # blocks the checker's block step cannot confirm
-        size = arrays["blocks.yb"][weak] - arrays["blocks.ya"][weak] + 1
-        if size.sum() + len(arrays.get("perbox.row", ())) > PERBOX_LIMIT:
-            raise CertificateError(f"the independent checker cannot confirm {int(size.sum())} values in blocks, more "
-                                   f"than the per-box step takes ({PERBOX_LIMIT}; {why})")
-        got[0] = np.where(weak, np.inf, got[0])
-        for name, mine in zip(names, got):
-            m = np.minimum(arrays[name], np.nextafter(mine * (1 - 2.0**-30), -np.inf))
-            if not np.all(m > floor):
-                raise CertificateError(f"the independent checker's margin bound {float(mine.min())!r} ({name}) does "
-                                       f"not exceed the demanded margin {header['demanded_margin']!r}")
-            arrays[name] = m
-        if weak.any():
+        for h in range(arrays["attention.lo"].shape[0]):
+            if f"attention.{h}" in got:
+                lo, hi = got[f"attention.{h}"]
+                arrays["attention.lo"][h] = np.minimum(arrays["attention.lo"][h], lo)
+                arrays["attention.hi"][h] = np.maximum(arrays["attention.hi"][h], hi)
+        if "forms" in got:
+            for k, (name, mine) in enumerate(zip(("c_lo", "c_hi", "b_lo", "b_hi"), got["forms"])):
+                arrays[f"forms.{name}"] = (np.minimum if k % 2 == 0 else np.maximum)(arrays[f"forms.{name}"], mine)
+        if "blocks.margin" in got:
+            weak = ~(got["blocks.margin"] > floor)  # blocks the checker's block step cannot confirm
+            size = arrays["blocks.yb"][weak] - arrays["blocks.ya"][weak] + 1
+            if size.sum() + len(arrays.get("perbox.row", ())) > PERBOX_LIMIT:
+                raise CertificateError(f"the independent checker cannot confirm {int(size.sum())} values in blocks, "
+                                       f"more than the per-box step takes ({PERBOX_LIMIT}; {why})")
+            got["blocks.margin"] = np.where(weak, np.inf, got["blocks.margin"])
+        for name in ("blocks.margin", "perbox.margin"):
+            if name in got:
+                m = np.minimum(arrays[name], np.nextafter(got[name] * (1 - 2.0**-30), -np.inf))
+                if not np.all(m > floor):
+                    raise CertificateError(f"the independent checker's margin bound {float(got[name].min())!r} "
+                                           f"({name}) does not exceed the demanded margin {header['demanded_margin']!r}")
+                arrays[name] = m
+        if "blocks.margin" in got and weak.any():
             _to_perbox(header, arrays, weak)
         header["margin"] = float(min(arrays[k].min() for k in ("blocks.margin", "perbox.margin")
                                      if k in arrays and arrays[k].size))

@@ -119,7 +119,7 @@ def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: fl
         margin[i] = np.maximum(margin[i], nb)
     margin[failed] = -np.inf
     if seen is not None:  # the writer may lower its claims to bounds this checker can confirm
-        seen(margin)
+        seen("blocks.margin", margin)
     if first is not None:
         raise first
     bad = ~(np.isfinite(claimed) & (claimed > demanded) & (claimed > 0) & (margin >= claimed))

@@ -72,6 +72,8 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     for h, hd in enumerate(layers[0]["heads"]):
         WQ, WK = t(f"layers.0.heads.{h}.W_Q"), t(f"layers.0.heads.{h}.W_K")
         mine = softmax(scores((WQ, WK, float(hd["scale"])), inp, rows, u, eta), visible, u, eta, exp_u)
+        if seen is not None:  # the writer may widen its claims to the checker's enclosures
+            seen(f"attention.{h}", mine)
         bad = (mine[0] < A[0][h]) | (mine[1] > A[1][h])
         if bad.any():
             r, p = np.argwhere(bad)[0]
@@ -95,7 +97,7 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     asum = [float(iv.safe(A[1][h].sum(axis=1).max(), n)) for h in range(H)]
     err1 = exec_error(heads_VO, W1, b1, iv.up(xmag * (1 + u) + eta), asum, n, u, eta)
     G = [composed(W1, WO, WV) for WV, WO in heads_VO]
-    forms(inp, rows, A, G, b1, err1, float(tau[0]), float(tau[-1]), listed)
+    forms(inp, rows, A, G, b1, err1, float(tau[0]), float(tau[-1]), listed, seen)
     say(f"  forms: {P} (row, unit) forms contain the checker's; every other pair is dead")
 
     # Steps 3-4: blocks, ReLU decisions, decode inequalities; coverage.

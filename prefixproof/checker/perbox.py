@@ -201,7 +201,7 @@ def check(arrays, t, rows, cfg, fmt: str, tau, demanded: float, say, seen=None) 
     r, y, claimed = arrays["perbox.row"], arrays["perbox.y"], arrays["perbox.margin"]
     mine = bounds(Grid(fmt, u, eta), network(t, cfg), rows, r, y, tau, exp_u)
     if seen is not None:
-        seen(mine)
+        seen("perbox.margin", mine)
     bad = ~(np.isfinite(claimed) & (claimed > demanded) & (claimed > 0) & (mine >= claimed))
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
