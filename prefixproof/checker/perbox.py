@@ -15,7 +15,7 @@ from prefixproof.checker import iv
 from prefixproof.checker.attention import _exp_dn, _exp_up, dense
 from prefixproof.checker.files import Reject
 
-PIECES, BATCH = 64, 2_000_000  # runs of decoder inputs per box; interval products formed at once
+PIECES, BATCH = 64, 4_000_000  # runs of decoder inputs per box; interval products formed at once
 
 
 class Grid:
@@ -66,10 +66,9 @@ class Grid:
         return np.where(n == 0, 0.0, lo), np.where(n == 0, 0.0, hi)
 
     def matvec(self, x, W, bias=None):  # x (..., d) times W (m, d) transposed, over each row's non-zero columns
-        K = max(int((W != 0).sum(1).max(initial=0)), 1)
-        idx = np.argsort(W == 0, axis=1, kind="stable")[:, :K]  # padding columns carry weight exactly 0
-        Wk = np.take_along_axis(W, idx, 1)
+        idx, Wk = W
         return self.dot(prod((x[0][..., idx], x[1][..., idx]), (Wk, Wk)), bias)
+
 
     def softmax(self, s, exp_u: float):
         """Executed softmax over the last axis (every key visible)."""
@@ -108,6 +107,13 @@ class Grid:
             b = np.minimum(np.maximum(r_lo + np.floor(count * (i + 1) / k) - 1, a), r_hi)
             yield tuple((np.sign(r) * np.abs(r).astype(self.uint).view(self.dt).astype(np.float64))[:, None]
                         for r in (a, b))
+
+
+def cols(W):
+    """W's rows as (column indices, weights) of each row's non-zero entries, padded with weight exactly 0."""
+    K = max(int((W != 0).sum(1).max(initial=0)), 1)
+    idx = np.argsort(W == 0, axis=1, kind="stable")[:, :K]
+    return idx, np.take_along_axis(W, idx, 1)
 
 
 def prod(a, b):
@@ -173,17 +179,18 @@ def merged(arrays, V: int):
 def network(t, cfg):
     """(embedding, positions, heads, hidden Dense layers, decoder) of the one layer, as dense float64 values of F."""
     layer = cfg["layers"][0]
-    heads = [tuple(dense(t(f"layers.0.heads.{h}.{w}")) for w in ("W_Q", "W_K", "W_V", "W_O")) + (float(hd["scale"]),)
-             for h, hd in enumerate(layer["heads"])]
-    mlp = [(dense(t(f"layers.0.mlp.{k}.W")), dense(t(f"layers.0.mlp.{k}.b")).ravel()) for k in range(layer["mlp_layers"])]
-    dec, mlp = ((dense(t("unembed")), None), mlp) if cfg["unembed"] else (mlp[-1], mlp[:-1])  # bias None: unembed
+    heads = [tuple(cols(dense(t(f"layers.0.heads.{h}.{w}"))) for w in ("W_Q", "W_K", "W_V", "W_O"))
+             + (float(hd["scale"]),) for h, hd in enumerate(layer["heads"])]
+    mlp = [(cols(dense(t(f"layers.0.mlp.{k}.W"))), dense(t(f"layers.0.mlp.{k}.b")).ravel())
+           for k in range(layer["mlp_layers"])]
+    dec, mlp = ((cols(dense(t("unembed"))), None), mlp) if cfg["unembed"] else (mlp[-1], mlp[:-1])  # None: unembed
     return dense(t("embed")), dense(t("pos")), heads, mlp, dec
 
 
 def bounds(g: Grid, net, rows, r, y, tau, exp_u: float):
     """The per-operation margin lower bound of every box (r[i], y[i]), in batches of at most BATCH products."""
     mine = np.full(len(r), -np.inf)
-    width = max(W.size for h in net[2] for W in h[:4]) + max(W.size for W, _ in net[3] + [net[4]])
+    width = sum(W[1].size for W in [W for h in net[2] for W in h[:4]] + [W for W, _ in net[3]]) + PIECES * net[4][0][1].size
     for qp in np.unique(rows.query_pos[r]):
         idx = np.flatnonzero(rows.query_pos[r] == qp)
         step = max(1, BATCH // ((int(qp) + 1) * width))
