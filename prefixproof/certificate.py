@@ -21,7 +21,7 @@ from prefixproof.output import write_atomic
 
 FORMAT, VERSION, PERBOX_VERSION = "prefixproof-certificate", 1, 2
 ATTEMPTS = 6  # checker runs the writer makes to settle a draft
-PERBOX_LIMIT = 200_000  # single boxes the writer hands to step perbox when the checker's block step is too loose
+PERBOX_TERMS = 500_000_000  # single boxes x V the writer hands to step perbox (the checker's cost, ~64 V per box)
 PAD_ATT, PAD_FORM, PAD_MARGIN = 2.0**-44, 2.0**-40, 2.0**-12
 
 
@@ -90,7 +90,8 @@ def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerpr
     order = np.lexsort((f["units"][keep], f["rows"][keep]))
     blk, codes, pb = _blocks(session.notes, n_relu)
     u = session.ex.u  # the executed format's unit roundoff: low precision needs room in proportion
-    pad_att, pad_form, pad_margin = max(PAD_ATT, 2**5 * u), max(2.0**-36, 2**5 * u), max(PAD_MARGIN, min(2**12 * u, 2.0**-8))
+    pad_att, pad_form = max(PAD_ATT, 2**5 * u), max(2.0**-36, 2**5 * u)
+    pad_margin = max(PAD_MARGIN, min(2**12 * u, 2.0**-8))  # below the margin itself in every format
     arrays = {
         "attention.lo": np.clip(_dn(att["lo"], pad_att), 0.0, 1.0), "attention.hi": np.clip(_up(att["hi"], pad_att), 0, 1),
         "forms.row": f["rows"][keep][order].astype(np.int64), "forms.unit": f["units"][keep][order].astype(np.int64),
@@ -111,9 +112,11 @@ def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerpr
                        "perbox.margin": _dn(pb["margin"], pad_margin)})
     H, R, n = att["lo"].shape
     margins = [arrays["blocks.margin"]] + ([arrays["perbox.margin"]] if len(pb["row"]) else [])
-    header = {"format": FORMAT, "version": VERSION if len(pb["row"]) == 0 else PERBOX_VERSION, "claim": claim, "params": dict(params),
+    header = {"format": FORMAT, "version": VERSION if len(pb["row"]) == 0 else PERBOX_VERSION, "claim": claim,
+              "params": dict(params),
               "execution": {"format": dtype}, "weights_fingerprint": fingerprint, "demanded_margin": float(demanded),
-              "margin": float(min(m.min() for m in margins if m.size)), "rows": int(R), "values": int(rows.V), "heads": int(H),
+              "margin": float(min(m.min() for m in margins if m.size)), "rows": int(R), "values": int(rows.V),
+              "heads": int(H),
               "positions": int(n), "layers": n_relu, "generator": "prefixproof structured interval certificate"}
     return header, arrays
 
@@ -156,16 +159,18 @@ def settle(header: dict[str, Any], arrays: dict[str, np.ndarray], weights_dir: s
         if "blocks.margin" in got:
             weak = ~(got["blocks.margin"] > floor)  # blocks the checker's block step cannot confirm
             size = arrays["blocks.yb"][weak] - arrays["blocks.ya"][weak] + 1
-            if size.sum() + len(arrays.get("perbox.row", ())) > PERBOX_LIMIT:
+            limit = max(1000, PERBOX_TERMS // (64 * header["values"]))
+            if size.sum() + len(arrays.get("perbox.row", ())) > limit:
                 raise CertificateError(f"the independent checker cannot confirm {int(size.sum())} values in blocks, "
-                                       f"more than the per-box step takes ({PERBOX_LIMIT}; {why})")
+                                       f"more than the per-box step takes at this V ({limit}; {why})")
             got["blocks.margin"] = np.where(weak, np.inf, got["blocks.margin"])
         for name in ("blocks.margin", "perbox.margin"):
             if name in got:
                 m = np.minimum(arrays[name], np.nextafter(got[name] * (1 - 2.0**-30), -np.inf))
                 if not np.all(m > floor):
                     raise CertificateError(f"the independent checker's margin bound {float(got[name].min())!r} "
-                                           f"({name}) does not exceed the demanded margin {header['demanded_margin']!r}")
+                                           f"({name}) does not exceed the demanded margin "
+                                           f"{header['demanded_margin']!r}")
                 arrays[name] = m
         if "blocks.margin" in got and weak.any():
             _to_perbox(header, arrays, weak)

@@ -120,7 +120,8 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
         margin = min(margin, perbox.check(arrays, t, rows, cfg, fmt, tau, float(head["demanded_margin"]), say, seen))
     if head["margin"] != margin:
         raise Reject("margin", f"the header's margin {head['margin']!r} is not the smallest block margin {margin!r}")
-    say(f"  blocks: {K} blocks{' and the per-box entries' if pb else ''} cover {R} rows x {V} values; every ReLU decision and decode inequality holds")
+    say(f"  blocks: {K} blocks{' and the per-box entries' if pb else ''} cover {R} rows x {V} values; every ReLU "
+        "decision and decode inequality holds")
     return margin
 
 

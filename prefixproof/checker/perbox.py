@@ -190,7 +190,8 @@ def network(t, cfg):
 def bounds(g: Grid, net, rows, r, y, tau, exp_u: float):
     """The per-operation margin lower bound of every box (r[i], y[i]), in batches of at most BATCH products."""
     mine = np.full(len(r), -np.inf)
-    width = sum(W[1].size for W in [W for h in net[2] for W in h[:4]] + [W for W, _ in net[3]]) + PIECES * net[4][0][1].size
+    mats = [W for h in net[2] for W in h[:4]] + [W for W, _ in net[3]]
+    width = sum(W[1].size for W in mats) + PIECES * net[4][0][1].size
     for qp in np.unique(rows.query_pos[r]):
         idx = np.flatnonzero(rows.query_pos[r] == qp)
         step = max(1, BATCH // ((int(qp) + 1) * width))
