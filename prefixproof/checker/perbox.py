@@ -69,7 +69,6 @@ class Grid:
         idx, Wk = W
         return self.dot(prod((x[0][..., idx], x[1][..., idx]), (Wk, Wk)), bias)
 
-
     def softmax(self, s, exp_u: float):
         """Executed softmax over the last axis (every key visible)."""
         m_lo, m_hi = s[0].max(-1, keepdims=True), s[1].max(-1, keepdims=True)
