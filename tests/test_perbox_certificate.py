@@ -153,3 +153,30 @@ def test_tampered_perbox_step_is_rejected_naming_it(f16, tmp_path, capsys, name)
     code, out = _check(capsys, tmp_path / "bad.cert", f16 / "w")
     assert code == 1, out
     assert f"REJECTED at step {step}" in out, out
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_checker_bounds_lie_below_real_executions_on_random_lookup_models(tmp_path, dtype, seed):
+    """Free content positions (the embedding's hull), a two-wide decoder input (one run), random weights."""
+    from box_margins import point_margins
+    from models import random_lookup_model
+    from prefixproof.constructions.io import save_model
+    from prefixproof.theorems.obligations.encoding import LookupEncoding
+    from prefixproof.theorems.theorem1 import Theorem1Inputs
+
+    rng = np.random.default_rng(seed)
+    model = random_lookup_model(rng, V=5, N=3, weight_scale=float(rng.uniform(0.3, 3.0)))
+    save_model(model, tmp_path / "w")
+    w = read_weights(tmp_path / "w")
+    F = ml_dtypes.bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+    rows = claim_rows("theorem1", {"V": 5, "N": 3}, w.config)
+    u, eta, exp_u = iv.FORMATS[dtype]
+    r, y = np.repeat(np.arange(3), 5), np.tile(np.arange(5), 3)
+    net = perbox.network(lambda name: w.tensors[name].astype(F).astype(np.float64), w.config)
+    mine = perbox.bounds(perbox.Grid(dtype, u, eta), net, rows, r, y, (np.arange(5) / 5).astype(F).astype(np.float64),
+                         exp_u)
+    problem = Theorem1Inputs(LookupEncoding.of(model, "target"))
+    real = [point_margins(model, problem, int(a), int(b), rng, 6, dtype).min() for a, b in zip(r, y)]
+    assert np.all(mine <= np.array(real))
+    assert np.isfinite(mine).sum() >= 5, mine  # the comparison is not vacuous
