@@ -19,7 +19,9 @@ import numpy as np
 
 from prefixproof.output import write_atomic
 
-FORMAT, VERSION = "prefixproof-certificate", 1
+FORMAT, VERSION, PERBOX_VERSION = "prefixproof-certificate", 1, 2
+ATTEMPTS = 6  # checker runs the writer makes to settle a draft
+PERBOX_TERMS = 500_000_000  # single boxes x V the writer hands to step perbox (the checker's cost, ~64 V per box)
 PAD_ATT, PAD_FORM, PAD_MARGIN = 2.0**-44, 2.0**-40, 2.0**-12
 
 
@@ -37,9 +39,11 @@ def _up(x, rel):
     return np.nextafter(x + np.abs(x) * rel + 2.0**-1060, np.inf)
 
 
-def _blocks(notes: list, n_relu: int) -> tuple[dict[str, np.ndarray], list[np.ndarray]]:
-    """The accepted blocks of every evaluation batch, sorted by (row, first value), with their decisions."""
+def _blocks(notes: list, n_relu: int) -> tuple[dict[str, np.ndarray], list[np.ndarray], dict[str, np.ndarray]]:
+    """The accepted blocks of every evaluation batch, sorted by (row, first value), with their decisions; and the
+    single boxes accepted only by the per-operation re-evaluation (step "perbox", version 2)."""
     parts: dict[str, list] = {"row": [], "ya": [], "yb": [], "margin": []}
+    single: dict[str, list] = {"row": [np.zeros(0, np.int64)], "y": [np.zeros(0, np.int64)], "margin": [np.zeros(0)]}
     codes: list[list] = [[] for _ in range(n_relu)]
     pending: list[dict] = []
     for kind, a in notes:
@@ -48,7 +52,9 @@ def _blocks(notes: list, n_relu: int) -> tuple[dict[str, np.ndarray], list[np.nd
         elif kind == "blocks":
             if len(pending) != n_relu:
                 raise CertificateError(f"recorded {len(pending)} ReLU layers for a batch, expected {n_relu}")
-            good = a["good"]
+            good = a["good"] & ~a["perbox"]
+            for key, src in (("row", "row"), ("y", "ya"), ("margin", "margin")):
+                single[key].append(a[src][a["perbox"]])
             for key in parts:
                 parts[key].append(a[key][good])
             for k, d in enumerate(pending):
@@ -56,7 +62,10 @@ def _blocks(notes: list, n_relu: int) -> tuple[dict[str, np.ndarray], list[np.nd
             pending = []
     out = {k: np.concatenate(v) for k, v in parts.items()}
     order = np.lexsort((out["ya"], out["row"]))
-    return {k: v[order] for k, v in out.items()}, [np.concatenate(c)[order] for c in codes]
+    pb = {k: np.concatenate(v) for k, v in single.items()}
+    pb_order = np.lexsort((pb["y"], pb["row"]))
+    return ({k: v[order] for k, v in out.items()}, [np.concatenate(c)[order] for c in codes],
+            {k: v[pb_order] for k, v in pb.items()})
 
 
 def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerprint: str,
@@ -81,9 +90,10 @@ def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerpr
     T = (np.full(len(f["rows"]), tmin), np.full(len(f["rows"]), tmax))
     keep = _form_range((f["c_lo"], f["c_hi"]), (f["b_lo"], f["b_hi"]), T)[1] > 0
     order = np.lexsort((f["units"][keep], f["rows"][keep]))
-    blk, codes = _blocks(session.notes, n_relu)
+    blk, codes, pb = _blocks(session.notes, n_relu)
     u = session.ex.u  # the executed format's unit roundoff: low precision needs room in proportion
-    pad_att, pad_form, pad_margin = max(PAD_ATT, 2**5 * u), max(2.0**-36, 2**5 * u), max(PAD_MARGIN, 2**12 * u)
+    pad_att, pad_form = max(PAD_ATT, 2**5 * u), max(2.0**-36, 2**5 * u)
+    pad_margin = max(PAD_MARGIN, min(2**12 * u, 2.0**-8))  # below the margin itself in every format
     arrays = {
         "attention.lo": np.clip(_dn(att["lo"], pad_att), 0.0, 1.0), "attention.hi": np.clip(_up(att["hi"], pad_att), 0, 1),
         "forms.row": f["rows"][keep][order].astype(np.int64), "forms.unit": f["units"][keep][order].astype(np.int64),
@@ -99,10 +109,16 @@ def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerpr
         arrays[f"forms.{name}"] = _dn(x, rel) if sign < 0 else _up(x, rel)
     for k, c in enumerate(codes):
         arrays[f"relu.{k}"] = np.ascontiguousarray(c)
+    if len(pb["row"]):  # version 2: the boxes certified only per operation
+        arrays.update({"perbox.row": pb["row"].astype(np.int64), "perbox.y": pb["y"].astype(np.int64),
+                       "perbox.margin": _dn(pb["margin"], pad_margin)})
     H, R, n = att["lo"].shape
-    header = {"format": FORMAT, "version": VERSION, "claim": claim, "params": dict(params),
+    margins = [arrays["blocks.margin"]] + ([arrays["perbox.margin"]] if len(pb["row"]) else [])
+    header = {"format": FORMAT, "version": VERSION if len(pb["row"]) == 0 else PERBOX_VERSION, "claim": claim,
+              "params": dict(params),
               "execution": {"format": dtype}, "weights_fingerprint": fingerprint, "demanded_margin": float(demanded),
-              "margin": float(arrays["blocks.margin"].min()), "rows": int(R), "values": int(rows.V), "heads": int(H),
+              "margin": float(min(m.min() for m in margins if m.size)), "rows": int(R), "values": int(rows.V),
+              "heads": int(H),
               "positions": int(n), "layers": n_relu, "generator": "prefixproof structured interval certificate"}
     return header, arrays
 
@@ -138,31 +154,80 @@ def _build_packing(session: Any, claim: str, params: dict[str, int], dtype: str,
 
 
 def settle(header: dict[str, Any], arrays: dict[str, np.ndarray], weights_dir: str | Path) -> None:
-    """Lower each block's claimed margin to the independent checker's own bound where that is smaller.
+    """Adjust the draft to what the independent checker can confirm, until it accepts it (at most ATTEMPTS runs).
 
-    In low precision the checker's rounding bounds are looser than the engine's, so the engine's margin may
-    not be confirmable; both are sound lower bounds, so their minimum is too. Raises CertificateError when a
-    block then falls to the demanded margin or below (the certificate could not be checked).
+    In low precision the checker's rounding bounds are looser than the engine's; both are sound, so the hull
+    of two enclosures of the same quantity, and the smaller of two lower bounds, are too. From each run the
+    writer takes what the checker computed (`seen`): attention enclosures and first-layer forms widened to
+    the hull with the checker's; blocks whose decisions or margin the checker cannot confirm split into
+    single-value entries of step perbox (version 2); claimed margins lowered to the checker's bounds. Raises
+    CertificateError when a margin then falls to the demanded margin or below, or the checker rejects the
+    draft at a step it shows nothing for.
     """
     from prefixproof.checker import files, main
 
-    got: list[np.ndarray] = []
-    with tempfile.TemporaryDirectory(prefix="prefixproof-cert-") as tmp:
-        draft = Path(tmp) / "draft.cert"
-        write(draft, header, arrays)
-        try:
-            main.check(draft, Path(weights_dir), say=lambda *_: None, seen=got.append)
-        except files.Reject as e:
-            if not got:
-                raise CertificateError(f"the independent checker rejects the draft at step {e}") from None
-    if "blocks.margin" not in arrays:  # version 2 (packing): accepted as written, nothing to lower
-        return
-    m = np.minimum(arrays["blocks.margin"], np.nextafter(got[0] * (1 - 2.0**-30), -np.inf))
-    if not np.all(m > header["demanded_margin"]) or not np.all(m > 0):
-        raise CertificateError(f"the independent checker's margin bound {float(got[0].min())!r} does not exceed the "
-                               f"demanded margin {header['demanded_margin']!r}")
-    arrays["blocks.margin"] = m
-    header["margin"] = float(m.min())
+    floor = max(float(header["demanded_margin"]), 0.0)
+    why = "nothing"
+    for _ in range(ATTEMPTS):
+        got: dict[str, Any] = {}
+        with tempfile.TemporaryDirectory(prefix="prefixproof-cert-") as tmp:
+            draft = Path(tmp) / "draft.cert"
+            write(draft, header, arrays)
+            try:
+                main.check(draft, Path(weights_dir), say=lambda *_: None, seen=got.__setitem__)
+                return
+            except files.Reject as e:
+                if not got:
+                    raise CertificateError(f"the independent checker rejects the draft at step {e}") from None
+                why = str(e)
+        for h in range(arrays["attention.lo"].shape[0]):
+            if f"attention.{h}" in got:
+                lo, hi = got[f"attention.{h}"]
+                arrays["attention.lo"][h] = np.minimum(arrays["attention.lo"][h], lo)
+                arrays["attention.hi"][h] = np.maximum(arrays["attention.hi"][h], hi)
+        if "forms" in got:
+            for k, (name, mine) in enumerate(zip(("c_lo", "c_hi", "b_lo", "b_hi"), got["forms"])):
+                arrays[f"forms.{name}"] = (np.minimum if k % 2 == 0 else np.maximum)(arrays[f"forms.{name}"], mine)
+        if "blocks.margin" in got:
+            weak = ~(got["blocks.margin"] > floor)  # blocks the checker's block step cannot confirm
+            size = arrays["blocks.yb"][weak] - arrays["blocks.ya"][weak] + 1
+            limit = max(1000, PERBOX_TERMS // (64 * header["values"]))
+            if size.sum() + len(arrays.get("perbox.row", ())) > limit:
+                raise CertificateError(f"the independent checker cannot confirm {int(size.sum())} values in blocks, "
+                                       f"more than the per-box step takes at this V ({limit}; {why})")
+            got["blocks.margin"] = np.where(weak, np.inf, got["blocks.margin"])
+        for name in ("blocks.margin", "perbox.margin"):
+            if name in got:
+                m = np.minimum(arrays[name], np.nextafter(got[name] * (1 - 2.0**-30), -np.inf))
+                if not np.all(m > floor):
+                    raise CertificateError(f"the independent checker's margin bound {float(got[name].min())!r} "
+                                           f"({name}) does not exceed the demanded margin "
+                                           f"{header['demanded_margin']!r}")
+                arrays[name] = m
+        if "blocks.margin" in got and weak.any():
+            _to_perbox(header, arrays, weak)
+        header["margin"] = float(min(arrays[k].min() for k in ("blocks.margin", "perbox.margin")
+                                     if k in arrays and arrays[k].size))
+    raise CertificateError(f"the independent checker still rejects the draft at step {why}")
+
+
+def _to_perbox(header: dict[str, Any], arrays: dict[str, np.ndarray], move: np.ndarray) -> None:
+    """Move the blocks `move` to step perbox, one entry per value with the block's claimed margin, sorted by
+    (row, value)."""
+    old = [arrays.get(f"perbox.{k}", np.zeros(0, dt)) for k, dt in (("row", np.int64), ("y", np.int64),
+                                                                   ("margin", np.float64))]
+    ya, yb = arrays["blocks.ya"][move], arrays["blocks.yb"][move]
+    size = yb - ya + 1
+    first = np.repeat(np.cumsum(size) - size, size)
+    y = np.repeat(ya, size) + np.arange(int(size.sum())) - first
+    new = [np.concatenate([o, x]) for o, x in zip(old, (np.repeat(arrays["blocks.row"][move], size), y,
+                                                        np.repeat(arrays["blocks.margin"][move], size)))]
+    order = np.lexsort((new[1], new[0]))
+    for k, a in zip(("row", "y", "margin"), new):
+        arrays[f"perbox.{k}"] = a[order]
+    for k in [f"blocks.{k}" for k in ("row", "ya", "yb", "margin")] + [f"relu.{k}" for k in range(header["layers"])]:
+        arrays[k] = np.ascontiguousarray(arrays[k][~move])
+    header["version"] = PERBOX_VERSION
 
 
 def write(path: str | Path, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

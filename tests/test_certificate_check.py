@@ -130,7 +130,7 @@ TAMPERS = {
     "unknown format": (_edit(None, lambda h: h.__setitem__("execution", {"format": "float8"})), "format"),
     "extra field": (_edit(None, lambda h: h.__setitem__("note", "x")), "header"),
     "missing field": (_edit(None, lambda h: h.pop("positions")), "header"),
-    "version": (_edit(None, lambda h: h.__setitem__("version", 2)), "header"),
+    "version": (_edit(None, lambda h: h.__setitem__("version", 99)), "header"),
     "fingerprint edited": (_edit(None, lambda h: h.__setitem__("weights_fingerprint", "0" * 64)), "fingerprint"),
 }
 

@@ -33,15 +33,16 @@ def _relu(c, b, T, code, single, layer: int, blk):
     """Check the recorded decisions (0 off, 1 on, 2 enclosed on a single value) and apply them."""
     pre = _form_range(c, b, T)
     wrong = ((code == 1) & (pre[0] < 0)) | ((code == 0) & (pre[1] > 0)) | ((code == 2) & ~single[:, None]) | (code > 2)
+    err = None  # raised by the caller after `seen` (the writer moves such single values to step perbox)
     if wrong.any():
         k, s = np.argwhere(wrong)[0]
         what = {0: "off", 1: "on", 2: "enclosed"}.get(int(code[k, s]), f"code {code[k, s]}")
-        raise Reject(f"relu[{blk(k)}, layer {layer}, unit {s}]", f"decision {what} does not hold: pre-activation "
+        err = Reject(f"relu[{blk(k)}, layer {layer}, unit {s}]", f"decision {what} does not hold: pre-activation "
                                                                  f"in [{pre[0][k, s]!r}, {pre[1][k, s]!r}]")
     on, enc = code == 1, code == 2
     c = (np.where(on, c[0], np.where(enc, np.maximum(pre[0], 0), 0.0)),
          np.where(on, c[1], np.where(enc, np.maximum(pre[1], 0), 0.0)))
-    return c, (np.where(on, b[0], 0.0), np.where(on, b[1], 0.0))
+    return c, (np.where(on, b[0], 0.0), np.where(on, b[1], 0.0)), wrong.any(axis=1), err
 
 
 def exact_max(values: np.ndarray, grid) -> float:
@@ -63,6 +64,7 @@ def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: fl
     T = (tau[ya][:, None], tau[yb][:, None])
     c, b = (C[0][row], C[1][row]), (B[0][row], B[1][row])
     pad = U[row] < 0  # padding slots of the listed forms must be off
+    failed, first = np.zeros(K, dtype=bool), None
     for k in range(len(middle) + 1):
         if k:  # carry the forms through Dense layer k
             W, bias = middle[k - 1]
@@ -76,7 +78,8 @@ def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: fl
         if code.shape != c[0].shape or np.any(pad & (code != 0)):
             raise Reject(f"relu[layer {k}]", f"decisions have shape {code.shape}, the layer needs {c[0].shape} "
                                              "(padding slots must be off)")
-        c, b = _relu(c, b, T, code, single, k, blk)
+        c, b, wrong, err = _relu(c, b, T, code, single, k, blk)
+        failed, first = failed | wrong, first or err
     w, cf = final
     if c[0].shape[1] != 1 or w.shape != (V, 1):
         raise Reject("decode", "the decoder is not a one-input layer of V logits (outside certificate version 1)")
@@ -114,12 +117,15 @@ def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: fl
         far = np.where(a <= iv.dn(2.5 * inv), far, -np.inf)
         nb = np.where((y >= 2) | (y <= V - 3), np.minimum(nb, far), nb)
         margin[i] = np.maximum(margin[i], nb)
+    margin[failed] = -np.inf
     if seen is not None:  # the writer may lower its claims to bounds this checker can confirm
-        seen(margin)
+        seen("blocks.margin", margin)
+    if first is not None:
+        raise first
     bad = ~(np.isfinite(claimed) & (claimed > demanded) & (claimed > 0) & (margin >= claimed))
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         raise Reject(f"decode[row {row[k]}, values {ya[k]}..{yb[k]}]",
                      f"claimed margin {claimed[k]!r}, checker's lower bound {margin[k]!r} "
                      f"(the claim must be > {demanded!r} and > 0, and at most the bound)")
-    return float(claimed.min())
+    return float(claimed.min(initial=np.inf))

@@ -20,6 +20,7 @@ HEADER = {"format", "version", "claim", "params", "execution", "weights_fingerpr
 ARRAYS = {"attention.lo", "attention.hi", "forms.row", "forms.unit", "forms.c_lo", "forms.c_hi", "forms.b_lo",
           "forms.b_hi", "blocks.row", "blocks.ya", "blocks.yb", "blocks.margin"}
 TABLE_CLAIMS = ("long_response", "multi_token", "conditional")
+VERSIONS = {1: set(), 2: {"perbox.row", "perbox.y", "perbox.margin"}}  # the arrays each version adds to version 1
 
 
 class Reject(Exception):
@@ -46,15 +47,17 @@ def read_certificate(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
         raise Reject("file", f"not a readable certificate ({type(e).__name__}: {str(e)[:120]})") from None
     if not isinstance(head, dict) or head.get("format") != FORMAT:
         raise Reject("header", f"format is not {FORMAT!r}")
-    want_version = 2 if head.get("claim") == "multi_token_packing" else VERSION  # 2: the error recursion
-    if head.get("version") != want_version or type(head["version"]) is not int:
-        raise Reject("header", f"version {head.get('version')!r}; this checker reads version {want_version} here")
+    if type(head.get("version")) is not int or head["version"] not in VERSIONS:
+        raise Reject("header", f"version {head.get('version')!r}; this checker reads versions {sorted(VERSIONS)}")
+    packed = head.get("claim") == "multi_token_packing"  # version 2 only: the error recursion (checker/packing.py)
+    if packed and head["version"] != 2:
+        raise Reject("header", f"version {head['version']}; a multi_token_packing certificate is version 2")
     if set(head) != HEADER:
         extra, missing = sorted(set(head) - HEADER), sorted(HEADER - set(head))
         raise Reject("header", f"fields differ from version {VERSION}: extra {extra}, missing {missing}")
     layers = head["layers"] if isinstance(head["layers"], int) else -1
-    want = ARRAYS | {f"relu.{k}" for k in range(max(layers, 0))}
-    if set(arrays) != want and head["claim"] != "multi_token_packing":  # version 2: checker/packing.py rows()
+    want = ARRAYS | VERSIONS[head["version"]] | {f"relu.{k}" for k in range(max(layers, 0))}
+    if set(arrays) != want and not packed:  # packing's arrays: checker/packing.py rows()
         raise Reject("arrays", f"array names differ: extra {sorted(set(arrays) - want)}, "
                                f"missing {sorted(want - set(arrays))}")
     return head, arrays

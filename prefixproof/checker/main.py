@@ -9,7 +9,7 @@ import ml_dtypes
 import numpy as np
 import scipy.sparse as sp
 
-from prefixproof.checker import TRUSTED, iv, packing
+from prefixproof.checker import TRUSTED, iv, packing, perbox
 from prefixproof.checker.attention import Inputs, dense, scores, softmax
 from prefixproof.checker.blocks import blocks, coverage
 from prefixproof.checker.files import Reject, Unusable, claim_rows, fingerprint, read_certificate, read_weights
@@ -75,6 +75,8 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     for h, hd in enumerate(layers[0]["heads"]):
         WQ, WK = t(f"layers.0.heads.{h}.W_Q"), t(f"layers.0.heads.{h}.W_K")
         mine = softmax(scores((WQ, WK, float(hd["scale"])), inp, rows, u, eta), visible, u, eta, exp_u)
+        if seen is not None:  # the writer may widen its claims to the checker's enclosures
+            seen(f"attention.{h}", mine)
         bad = (mine[0] < A[0][h]) | (mine[1] > A[1][h])
         if bad.any():
             r, p = np.argwhere(bad)[0]
@@ -98,7 +100,7 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     asum = [float(iv.safe(A[1][h].sum(axis=1).max(), n)) for h in range(H)]
     err1 = exec_error(heads_VO, W1, b1, iv.up(xmag * (1 + u) + eta), asum, n, u, eta)
     G = [composed(W1, WO, WV) for WV, WO in heads_VO]
-    forms(inp, rows, A, G, b1, err1, tlo, thi, listed)
+    forms(inp, rows, A, G, b1, err1, tlo, thi, listed, seen)
     say(f"  forms: {P} (row, unit) forms contain the checker's; every other pair is dead")
     if pk:
         return packing.check(head, arrays, rows, mlp, fmt, F, listed, say)
@@ -107,7 +109,11 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     K = len(arrays["blocks.row"])
     for k in ("row", "ya", "yb", "margin"):
         arrays[f"blocks.{k}"] = _arr(arrays, f"blocks.{k}", (K,), "f" if k == "margin" else "i")
-    coverage(arrays["blocks.row"], arrays["blocks.ya"], arrays["blocks.yb"], R, V)
+    pb = "perbox.row" in arrays  # version 2: single boxes certified per operation (perbox.py)
+    for k, kind in (("row", "i"), ("y", "i"), ("margin", "f")) if pb else ():
+        arrays[f"perbox.{k}"] = _arr(arrays, f"perbox.{k}", (len(arrays["perbox.row"]),), kind)
+    coverage(*(perbox.merged(arrays, V) if pb else (arrays["blocks.row"], arrays["blocks.ya"], arrays["blocks.yb"])),
+             R, V)
     counts = np.bincount(listed[0], minlength=R)
     A_max = max(int(counts.max(initial=0)), 1)
     slot = np.arange(P) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -115,9 +121,12 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     U[listed[0], slot] = listed[1]
     C[:, listed[0], slot], B[:, listed[0], slot] = listed[2:4], listed[4:6]
     margin = blocks((U, C, B), middle, tail[-1], tau, arrays, float(head["demanded_margin"]), u, eta, seen)
+    if pb:
+        margin = min(margin, perbox.check(arrays, t, rows, cfg, fmt, tau, float(head["demanded_margin"]), say, seen))
     if head["margin"] != margin:
         raise Reject("margin", f"the header's margin {head['margin']!r} is not the smallest block margin {margin!r}")
-    say(f"  blocks: {K} blocks cover {R} rows x {V} values; every ReLU decision and decode inequality holds")
+    say(f"  blocks: {K} blocks{' and the per-box entries' if pb else ''} cover {R} rows x {V} values; every ReLU "
+        "decision and decode inequality holds")
     return margin
 
 

@@ -134,6 +134,24 @@ def _products(al: np.ndarray, ah: np.ndarray, bl: np.ndarray, bh: np.ndarray) ->
             np.where(zero, 0.0, I.up(np.maximum.reduce(corners))))
 
 
+_COLUMNS: dict[int, tuple[Any, np.ndarray, np.ndarray]] = {}  # id(W) -> (W, column indices, weights)
+
+
+def _columns(W: Weight) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's non-zero columns of W, first K of them (K the largest count), padded with columns whose weight
+    is exactly 0: indices (m, K) and the weights there. Cached per weight object (kept alive in the cache)."""
+    hit = _COLUMNS.get(id(W))
+    if hit is None or hit[0] is not W:
+        Wd = _dense(W)
+        nz = Wd != 0
+        K = max(int(nz.sum(axis=1).max(initial=0)), 1)
+        idx = np.argsort(~nz, axis=1, kind="stable")[:, :K]
+        if len(_COLUMNS) > 32:
+            _COLUMNS.clear()
+        hit = _COLUMNS[id(W)] = (W, idx, np.take_along_axis(Wd, idx, 1))
+    return hit[1], hit[2]
+
+
 class DirectedOps(IntervalOps):
     """Enclose every execution of format F (docs/certificates.md, "Execution classes") of each operation of the
     forward pass, one monotone rounding per operation (module docstring).
@@ -216,14 +234,17 @@ class DirectedOps(IntervalOps):
         wl, wh = self.g.wide_lo(p_lo), self.g.wide_hi(p_hi)
         return np.minimum(self.g.rn(wl), wl), np.maximum(self.g.rn(wh), wh)
 
-    def _dot(self, x: Box, W_lo: np.ndarray, W_hi: np.ndarray, bias: np.ndarray | None = None) -> Box:
-        """x (..., n) times W (m, n) transposed, as intervals, plus an optional bias (a term of the sum)."""
-        lead, n = x.lo.shape[:-1], x.lo.shape[-1]
-        m = W_lo.shape[0]
-        if int(np.prod(lead, dtype=np.int64)) * m * n > DENSE_TERMS:
-            raise EnclosureUnsupported(f"per-operation rounding of a {lead} x {n} by {m} x {n} product exceeds "
-                                       f"its dense budget ({DENSE_TERMS} terms)")
-        p_lo, p_hi = _products(x.lo[..., None, :], x.hi[..., None, :], W_lo, W_hi)
+    def _dot(self, x: Box, W: Weight, bias: np.ndarray | None = None) -> Box:
+        """x (..., n) times W (m, n) transposed, as intervals, plus an optional bias (a term of the sum).
+
+        Only each row's non-zero columns are multiplied (the padding columns carry a weight exactly 0, which
+        adds no term), so a box costs O(non-zero weights), not O(m n)."""
+        idx, Wk = _columns(W)
+        lead, (m, K) = x.lo.shape[:-1], idx.shape
+        if int(np.prod(lead, dtype=np.int64)) * m * K > DENSE_TERMS:
+            raise EnclosureUnsupported(f"per-operation rounding of a {lead} x {x.lo.shape[-1]} by {m} x {K} (non-zero) "
+                                       f"product exceeds its budget ({DENSE_TERMS} terms)")
+        p_lo, p_hi = _products(x.lo[..., idx], x.hi[..., idx], Wk, Wk)
         if bias is not None:
             b = np.broadcast_to(np.asarray(bias, dtype=np.float64), lead + (m,))[..., None]
             p_lo, p_hi = np.concatenate([p_lo, b], axis=-1), np.concatenate([p_hi, b], axis=-1)
@@ -236,15 +257,13 @@ class DirectedOps(IntervalOps):
         x = _box(x)
         if W is self.capture:
             self.captured = x
-        Wd = _dense(W)
-        return self._dot(x, Wd, Wd)
+        return self._dot(x, W)
 
     def affine(self, x: Any, W: Weight, b: Any) -> Box:
         x = _box(x)
         if W is self.capture:
             self.captured = x
-        Wd = _dense(W)
-        return self._dot(x, Wd, Wd, np.asarray(b, dtype=np.float64))
+        return self._dot(x, W, np.asarray(b, dtype=np.float64))
 
     def scores(self, q: Any, k: Any, scale: float) -> Box:
         q, k = _box(q), _box(k)

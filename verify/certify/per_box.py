@@ -21,7 +21,7 @@ import numpy as np
 
 from prefixproof.constructions.model import Model
 from prefixproof.verify.certify import interval as I
-from prefixproof.verify.certify.directed import DirectedOps, Grid, grid_for
+from prefixproof.verify.certify.directed import DirectedOps, Grid, _columns, grid_for
 from prefixproof.verify.certify.interval_ops import Box, EnclosureUnsupported
 from prefixproof.verify.certify.lookup_rows import LookupRows
 from prefixproof.verify.semantics.forward import forward
@@ -43,10 +43,10 @@ def supported(model: Model, ex: I.Exec) -> str | None:
 
 
 def box_terms(model: Model, claim: LookupRows) -> int:
-    """Products one box's evaluation forms (dense): every weight entry once per position, and the attention's
-    position pairs; a cost estimate for budgets."""
+    """Products one box's evaluation forms: each weight's rows times their largest count of non-zero columns,
+    once per position, and the attention's position pairs; a cost estimate for budgets."""
     n = int(claim.query_pos.max()) + 1 if claim.rows else 1
-    weights = sum(int(np.prod(W.shape)) for layer in model.layers
+    weights = sum(int(np.prod(_columns(W)[0].shape)) for layer in model.layers
                   for W in [w for h in layer.heads for w in (h.W_Q, h.W_K, h.W_V, h.W_O)] + [d.W for d in layer.mlp])
     return max(1, n * weights + n * n * model.d_model)
 
@@ -74,7 +74,7 @@ def box_margins(model: Model, claim: LookupRows, ex: I.Exec, rows: np.ndarray, y
     for qp in np.unique(claim.query_pos[rows]):
         idx = np.flatnonzero(claim.query_pos[rows] == qp)
         n = int(qp) + 1
-        per_box = n * n * width + n * width * width + max(width, 1) * width * 4
+        per_box = box_terms(model, claim) + max(width, 1) * PIECES
         step = max(1, CHUNK_TERMS // max(per_box, 1))
         for s in range(0, len(idx), step):
             part = idx[s:s + step]

@@ -168,9 +168,12 @@ def certify_blocks(model: Model, claim: LookupRows, first: FirstLayer, ex: Exec,
         result.evaluations += len(blk_r)
         if result.evaluations > BLOCK_BUDGET:
             raise Unsupported(f"block budget exceeded ({BLOCK_BUDGET} evaluations)")
-        margin = ev.refine(ev.evaluate(blk_r, blk_a, blk_b), blk_r, blk_a, blk_b, threshold)
+        plain = ev.evaluate(blk_r, blk_a, blk_b)
+        margin = ev.refine(plain, blk_r, blk_a, blk_b, threshold)
         good = margin > threshold
-        recorder.note("blocks", row=blk_r, ya=blk_a, yb=blk_b, margin=margin, good=good)
+        # perbox: good only through the per-operation re-evaluation (certificate step "perbox")
+        recorder.note("blocks", row=blk_r, ya=blk_a, yb=blk_b, margin=margin, good=good,
+                      perbox=good & ~(plain > threshold))
         if good.any():
             result.min_margin = min(result.min_margin, float(margin[good].min()))
         single = blk_a == blk_b
