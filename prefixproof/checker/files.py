@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ class Reject(Exception):
     """The certificate is rejected at `step` (exit 1)."""
 
     def __init__(self, step: str, why: str) -> None:
+        why = re.sub(r"np\.(?:float|int)\d+\(([^()]*)\)", r"\1", why)  # numpy scalars' repr, as plain numbers
         super().__init__(f"{step}: {why}")
         self.step = step
 
