@@ -54,6 +54,14 @@ def test_mix_with_task_token_and_single_tasks_without():
     assert (s.seq[:, 1] == tasks.PAD).all()
 
 
+def test_mix_without_task_token_hides_the_task():
+    """E2/E3: the four rows share one input and prompt; only the answers say which task each row has."""
+    inp = np.tile(np.array([[3, 1, 2, 0, 7, 0, 5, 5, 6, 4]]), (4, 1))
+    b = tasks.digit_batch("mix", inp, 1, task_token=False)
+    assert b.prompt_len == 11 and (b.seq[:, :11] == b.seq[0, :11]).all()
+    assert [r[11:].tolist() for r in b.seq] == [tasks.solve(t, inp[:1])[0].tolist() for t in tasks.MIX]
+
+
 def test_memorisation_words_are_fixed_and_distinct():
     w1, a1, b1 = tasks.words(100)
     w2, _, _ = tasks.words(100)
