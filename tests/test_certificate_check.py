@@ -137,11 +137,15 @@ TAMPERS = {
 
 @pytest.mark.parametrize("name", sorted(TAMPERS))
 def test_tampered_certificate_is_rejected_naming_the_step(t2, tmp_path, capsys, name):
-    tamper, step = TAMPERS[name]
-    head, arrays = _load(t2 / "t2.cert")
+    assert_tamper_rejected(capsys, tmp_path, t2 / "t2.cert", t2 / "w", *TAMPERS[name])
+
+
+def assert_tamper_rejected(capsys, tmp_path: Path, cert: Path, weights: Path, tamper, step: str) -> None:
+    """Apply `tamper(head, arrays)` to a copy of `cert`; the checker must reject it (exit 1) naming `step`."""
+    head, arrays = _load(cert)
     tamper(head, arrays)
     _save(tmp_path / "bad.cert", head, arrays)
-    code, out = _check(capsys, tmp_path / "bad.cert", t2 / "w")
+    code, out = _check(capsys, tmp_path / "bad.cert", weights)
     assert code == 1, out
     assert f"REJECTED at step {step}" in out, out
 

@@ -11,7 +11,7 @@ import pytest
 
 from prefixproof.checker import iv, perbox
 from prefixproof.checker.files import claim_rows, read_weights
-from test_certificate_check import _check, _load, _save, run_cli
+from test_certificate_check import _check, _edit, _load, assert_tamper_rejected, run_cli
 from test_directed import _theorem2_real
 
 
@@ -108,15 +108,6 @@ def _swap(head, arrays):
         arrays[f"perbox.{k}"][[0, 1]] = arrays[f"perbox.{k}"][[1, 0]]
 
 
-def _edit(name, fn):
-    def tamper(head, arrays):
-        if name is None:
-            fn(head)
-        else:
-            arrays[name] = fn(arrays[name].copy())
-    return tamper
-
-
 def _nearest_margins(weights: Path):
     """The claimed margins replaced by the round-to-nearest control's bounds where those are larger."""
     def tamper(head, arrays):
@@ -147,12 +138,7 @@ TAMPERS = {
 @pytest.mark.parametrize("name", sorted(TAMPERS) + ["round-to-nearest margins"])
 def test_tampered_perbox_step_is_rejected_naming_it(f16, tmp_path, capsys, name):
     tamper, step = TAMPERS.get(name, (_nearest_margins(f16 / "w"), "perbox[row"))
-    head, arrays = _load(f16 / "c.cert")
-    tamper(head, arrays)
-    _save(tmp_path / "bad.cert", head, arrays)
-    code, out = _check(capsys, tmp_path / "bad.cert", f16 / "w")
-    assert code == 1, out
-    assert f"REJECTED at step {step}" in out, out
+    assert_tamper_rejected(capsys, tmp_path, f16 / "c.cert", f16 / "w", tamper, step)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
