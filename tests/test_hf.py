@@ -17,6 +17,7 @@ import prefixproof.hf  # noqa: E402,F401  (registers the Auto classes)
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402
 
+from clirun import build_all  # noqa: E402
 from prefixproof.cli import main  # noqa: E402
 from prefixproof.constructions.io import FormatError, load_model, load_prompt  # noqa: E402
 from prefixproof.verify.certify.layer_loop import inside, logits_enclosure  # noqa: E402
@@ -35,10 +36,7 @@ DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("hf")
-    for claim, argv in BUILDS.items():
-        assert main(["build", *argv, "--out", str(root / claim)]) == 0
-    return root
+    return build_all(tmp_path_factory.mktemp("hf"), BUILDS)
 
 
 def _inputs_and_answers(d):

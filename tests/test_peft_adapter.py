@@ -5,16 +5,14 @@ coordinate was moved to another grid value (a different answer, FALSIFIED) and c
 """
 import json
 import pickle
-import shutil
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from prefixproof.cli import main
 from prefixproof.constructions.io import load_model, load_prompt
 from prefixproof.constructions.peft_adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS, AdapterError, read_peft_adapter
-from clirun import run
+from clirun import build_all, copy_built, run
 
 BUILDS = {
     "theorem1": ["theorem1", "--tokens", "1,2,0,2", "--vocab", "3"],
@@ -24,15 +22,7 @@ BUILDS = {
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("adapters")
-    for claim, argv in BUILDS.items():
-        assert main(["build", *argv, "--out", str(root / claim)]) == 0
-    return root
-
-
-def _copy(built, tmp_path, claim):
-    shutil.copytree(built / claim, tmp_path / claim)
-    return tmp_path / claim
+    return build_all(tmp_path_factory.mktemp("adapters"), BUILDS)
 
 
 def _verify(capsys, tmp_path, d, claim):
@@ -56,7 +46,7 @@ def test_build_writes_the_virtual_tokens_as_a_prompt_tuning_adapter(built):
 
 @pytest.mark.parametrize("claim", list(BUILDS))
 def test_verify_checks_a_correct_adapter_and_falsifies_an_edited_one(built, tmp_path, capsys, claim):
-    d = _copy(built, tmp_path, claim)
+    d = copy_built(built, tmp_path, claim)
     code, obs = _verify(capsys, tmp_path, d, claim)
     assert code == 0
     assert obs["decode"]["verdict"] == "CERTIFIED"
@@ -80,7 +70,7 @@ def test_verify_checks_a_correct_adapter_and_falsifies_an_edited_one(built, tmp_
 
 def test_a_float32_adapter_off_the_grid_is_judged_by_its_answers(built, tmp_path, capsys):
     """A prompt trained with PEFT from a float32 model: float32 values near, not on, the grid."""
-    d = _copy(built, tmp_path, "theorem2")
+    d = copy_built(built, tmp_path, "theorem2")
     w = load_file(str(d / ADAPTER_WEIGHTS))["prompt_embeddings"]
     trained = (w + 1e-4 * (w != 0)).astype(np.float32)
     save_file({"prompt_embeddings": trained}, str(d / ADAPTER_WEIGHTS), metadata={"format": "pt"})
@@ -120,7 +110,7 @@ def _corrupt(d, how):
                                        ("truncated", "truncated"), ("peft_type", "PROMPT_TUNING"),
                                        ("int", "dtype I64")])
 def test_a_corrupt_adapter_is_exit_2_with_one_line(built, tmp_path, capsys, how, says):
-    d = _copy(built, tmp_path, "theorem2")
+    d = copy_built(built, tmp_path, "theorem2")
     _corrupt(d, how)
     with pytest.raises(AdapterError):
         read_peft_adapter(d, load_model(d).d_model)

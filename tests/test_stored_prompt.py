@@ -5,15 +5,13 @@ the unedited directories reproduce it, the edited prompts (another target, garba
 do not, and their verdicts must say so, showing both sides.
 """
 import json
-import shutil
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from prefixproof.cli import main
 from prefixproof.constructions.io import refresh_fingerprint
-from clirun import run  # noqa: E402
+from clirun import build_all, copy_built, run  # noqa: E402
 
 BUILDS = {
     "theorem1": ["theorem1", "--tokens", "1,2,0", "--vocab", "3"],
@@ -29,16 +27,7 @@ BUILDS = {
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("dirs")
-    for claim, argv in BUILDS.items():
-        assert main(["build", *argv, "--out", str(root / claim)]) == 0
-    return root
-
-
-def _copy(built, tmp_path, claim):
-    d = tmp_path / claim
-    shutil.copytree(built / claim, d)
-    return d
+    return build_all(tmp_path_factory.mktemp("dirs"), BUILDS)
 
 
 def _verify(capsys, tmp_path, d, claim, *extra):
@@ -117,7 +106,7 @@ def _assert_falsified_both_sides(capsys, tmp_path, d, claim, *, stored_side):
 
 
 def test_prompt_for_another_target_is_falsified(capsys, built, tmp_path):
-    d = _copy(built, tmp_path, "theorem1")
+    d = copy_built(built, tmp_path, "theorem1")
     idx = _payload_index(d, "target")
 
     def other(vt):
@@ -130,7 +119,7 @@ def test_prompt_for_another_target_is_falsified(capsys, built, tmp_path):
 
 
 def test_garbage_prompt_is_falsified(capsys, built, tmp_path):
-    d = _copy(built, tmp_path, "theorem2")
+    d = copy_built(built, tmp_path, "theorem2")
     _edit_prompt(d, lambda vt: np.random.default_rng(0).normal(size=vt.shape))
     code, out, c, obs = _verify(capsys, tmp_path, d, "theorem2")
     _assert_falsified_both_sides(capsys, tmp_path, d, "theorem2", stored_side="off the float64 grid")
@@ -139,13 +128,13 @@ def test_garbage_prompt_is_falsified(capsys, built, tmp_path):
 
 
 def test_two_virtual_tokens_where_the_claim_has_one(capsys, built, tmp_path):
-    d = _copy(built, tmp_path, "theorem1")
+    d = copy_built(built, tmp_path, "theorem1")
     _edit_prompt(d, lambda vt: np.concatenate([vt, vt]), virtual=2)
     _assert_falsified_both_sides(capsys, tmp_path, d, "theorem1", stored_side="has 2 virtual token(s); theorem1")
 
 
 def test_table_claim_prompt_mismatch_names_the_input(capsys, built, tmp_path):
-    d = _copy(built, tmp_path, "multi_token")
+    d = copy_built(built, tmp_path, "multi_token")
     idx = _payload_index(d, "table")
     _edit_prompt(d, lambda vt: np.where(np.isin(np.arange(vt.shape[1]), idx[:1]), (vt + 1 / 3) % 1, vt))
     code, out, c, obs = _verify(capsys, tmp_path, d, "multi_token")
@@ -156,7 +145,7 @@ def test_table_claim_prompt_mismatch_names_the_input(capsys, built, tmp_path):
 
 
 def test_packing_prompt_off_its_digit_grid(capsys, built, tmp_path):
-    d = _copy(built, tmp_path, "multi_token_packing")
+    d = copy_built(built, tmp_path, "multi_token_packing")
     idx = _payload_index(d, "pay")
     _edit_prompt(d, lambda vt: np.where(np.isin(np.arange(vt.shape[1]), idx[:1]), vt + 1e-3, vt))
     code, out, c, obs = _verify(capsys, tmp_path, d, "multi_token_packing")
@@ -164,7 +153,7 @@ def test_packing_prompt_off_its_digit_grid(capsys, built, tmp_path):
 
 
 def test_directory_without_a_recorded_table_is_unknown(capsys, built, tmp_path):
-    d = _copy(built, tmp_path, "conditional")
+    d = copy_built(built, tmp_path, "conditional")
     cfg = json.loads((d / "config.json").read_text())
     del cfg["prompt"]["table_tokens"]
     (d / "config.json").write_text(json.dumps(cfg))
@@ -191,7 +180,7 @@ def _edit_config(d, fn):
     (lambda info: info.__setitem__("mode", "per_token"), "mode"),
 ])
 def test_a_config_that_makes_generate_differ_is_falsified(capsys, built, tmp_path, edit, why):
-    d = _copy(built, tmp_path, "long_response")
+    d = copy_built(built, tmp_path, "long_response")
     _edit_config(d, edit)
     # independent truth: `generate DIR` no longer answers the recorded table (or refuses to run)
     cfg = json.loads((d / "config.json").read_text())
