@@ -3,15 +3,17 @@ operation get a certificate that `check` accepts; tampering with the step is rej
 per-operation bounds lie below real executions, and round-to-nearest variants of it are caught by that comparison."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import ml_dtypes
 import numpy as np
 import pytest
+from safetensors.numpy import load_file, save_file
 
 from prefixproof.checker import iv, perbox
-from prefixproof.checker.files import claim_rows, read_weights
-from test_certificate_check import _check, _edit, _load, assert_tamper_rejected, run_cli
+from prefixproof.checker.files import claim_rows, fingerprint, read_weights
+from test_certificate_check import _check, _edit, _load, _save, assert_tamper_rejected, run_cli
 from test_directed import _theorem2_real
 
 
@@ -166,3 +168,19 @@ def test_checker_bounds_lie_below_real_executions_on_random_lookup_models(tmp_pa
     real = [point_margins(model, problem, int(a), int(b), rng, 6, dtype).min() for a, b in zip(r, y)]
     assert np.all(mine <= np.array(real))
     assert np.isfinite(mine).sum() >= 5, mine  # the comparison is not vacuous
+
+
+@pytest.mark.parametrize("tensor", ["layers.0.mlp.0.b", "layers.0.mlp.1.b", "layers.0.mlp.2.b"])
+def test_forged_fingerprint_with_an_edited_bias_is_rejected_by_the_perbox_step(f16, tmp_path, capsys, tensor):
+    """The per-box step reads the weights themselves: a bias raised by 0.05 at one unit of each Dense layer,
+    with the fingerprint forged to match, fails a box (the claimed margins are below 1e-2)."""
+    w = tmp_path / "w"
+    shutil.copytree(f16 / "w", w)
+    tensors = load_file(str(w / "model.safetensors"))
+    tensors[tensor].flat[min(3, tensors[tensor].size - 1)] += 0.05
+    save_file(tensors, str(w / "model.safetensors"))
+    head, arrays = _load(f16 / "c.cert")
+    head["weights_fingerprint"] = fingerprint(read_weights(w))
+    _save(tmp_path / "forged.cert", head, arrays)
+    code, out = _check(capsys, tmp_path / "forged.cert", w)
+    assert code == 1 and "REJECTED at step perbox[row" in out, out
