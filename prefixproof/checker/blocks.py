@@ -64,16 +64,19 @@ def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: fl
     T = (tau[ya][:, None], tau[yb][:, None])
     c, b = (C[0][row], C[1][row]), (B[0][row], B[1][row])
     pad = U[row] < 0  # padding slots of the listed forms must be off
-    failed, first = np.zeros(K, dtype=bool), None
+    failed, first, code = np.zeros(K, dtype=bool), None, None
     for k in range(len(middle) + 1):
         if k:  # carry the forms through Dense layer k
             W, bias = middle[k - 1]
             Wb = np.transpose(W[:, np.maximum(U, 0)], (1, 0, 2))[row] if k == 1 else np.broadcast_to(W, (K,) + W.shape)
-            n, xmag, pad = W.shape[1], iv.up(iv.mag(c) + iv.mag(b) * T[1]), False
+            xmag, pad = iv.up(iv.mag(c) + iv.mag(b) * T[1]), False
             c, b = iv.lin(Wb, c, bias), iv.lin(Wb, b)
-            if u > 0:
+            if u > 0:  # n: the products that may be non-zero (an input decided off is exactly 0; format doc)
+                live = (code != 0).astype(np.float32)
+                n = (np.einsum("koi,ki->ko", (Wb != 0).astype(np.float32), live) if k == 1
+                     else live @ (W != 0).T.astype(np.float32)).astype(np.int64)
                 size = np.einsum("koi,ki->ko", np.abs(Wb), xmag) + np.abs(bias)
-                c = iv.widen(c, iv.safe(iv.gamma(n + 1, u) * size + (n + 1) * eta, n))
+                c = iv.widen(c, iv.safe(iv.gamma(n + 1, u) * size + (n + 1) * eta, W.shape[1]))
         code = arrays[f"relu.{k}"]
         if code.shape != c[0].shape or np.any(pad & (code != 0)):
             raise Reject(f"relu[layer {k}]", f"decisions have shape {code.shape}, the layer needs {c[0].shape} "
@@ -108,9 +111,10 @@ def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: fl
             dw = (iv.dn(w[y, 0] - w[j, 0]), iv.up(w[y, 0] - w[j, 0]))
             dc = (iv.dn(cf[y] - cf[j]), iv.up(cf[y] - cf[j]))
             d = iv.add(iv.mul(dw, (xl, xh)), dc)[0]
-            if u > 0:
-                d = iv.dn(d - iv.safe(iv.gamma(2, u) * ((np.abs(w[y, 0]) + np.abs(w[j, 0])) * X[i] + np.abs(cf[y])
-                                                       + np.abs(cf[j])) + 4 * eta, 4))
+            if u > 0:  # each logit fl(fl(w x) + c) errs by <= u (1 + u) |w x| + u |w x + c| (+ eta)
+                size = sum(np.abs(w[k, 0]) * X[i] + iv.mag(iv.add(iv.mul((w[k, 0], w[k, 0]), (xl, xh)), (cf[k], cf[k])))
+                           for k in (y, j))
+                d = iv.dn(d - iv.safe(u * (1 + 2 * u) * size + 4 * eta, 4))
             nb = np.where((y + side >= 0) & (y + side < V), np.minimum(nb, d), nb)
         a = iv.mag((e[0][i], e[1][i]))
         far = iv.dn(iv.dn(4 * inv * inv) - iv.up(4 * a / iv.dn(float(V))) - slack[i])
