@@ -45,6 +45,14 @@ def _relu(c, b, T, code, single, layer: int, blk):
     return c, (np.where(on, b[0], 0.0), np.where(on, b[1], 0.0)), wrong.any(axis=1), err
 
 
+def dense_error(Wb, live, xmag, bias, u: float, eta: float):
+    """Bound of |executed W x + bias - exact| per (block, unit), any summation order, fused or not: Wb (K, out, in),
+    live (K, in) the inputs not decided off (the others are exactly 0), |x| <= xmag (docs/certificate-format.md)."""
+    n = np.einsum("koi,ki->ko", Wb != 0, live, dtype=np.int64)  # the products that may be non-zero
+    size = np.einsum("koi,ki->ko", np.abs(Wb), xmag) + np.abs(bias)
+    return iv.safe(iv.gamma(n + 1, u) * size + (n + 1) * eta, Wb.shape[-1])
+
+
 def exact_max(values: np.ndarray, grid) -> float:
     """max_j |values_j - grid(j)| in exact rationals (grid(j) an fmpq), rounded up to a float."""
     worst = max(abs(fmpq(*float(x).as_integer_ratio()) - grid(j)) for j, x in enumerate(values))
@@ -71,12 +79,8 @@ def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: fl
             Wb = np.transpose(W[:, np.maximum(U, 0)], (1, 0, 2))[row] if k == 1 else np.broadcast_to(W, (K,) + W.shape)
             xmag, pad = iv.up(iv.mag(c) + iv.mag(b) * T[1]), False
             c, b = iv.lin(Wb, c, bias), iv.lin(Wb, b)
-            if u > 0:  # n: the products that may be non-zero (an input decided off is exactly 0; format doc)
-                live = (code != 0).astype(np.float32)
-                n = (np.einsum("koi,ki->ko", (Wb != 0).astype(np.float32), live) if k == 1
-                     else live @ (W != 0).T.astype(np.float32)).astype(np.int64)
-                size = np.einsum("koi,ki->ko", np.abs(Wb), xmag) + np.abs(bias)
-                c = iv.widen(c, iv.safe(iv.gamma(n + 1, u) * size + (n + 1) * eta, W.shape[1]))
+            if u > 0:
+                c = iv.widen(c, dense_error(Wb, code != 0, xmag, bias, u, eta))
         code = arrays[f"relu.{k}"]
         if code.shape != c[0].shape or np.any(pad & (code != 0)):
             raise Reject(f"relu[layer {k}]", f"decisions have shape {code.shape}, the layer needs {c[0].shape} "
