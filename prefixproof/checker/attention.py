@@ -56,7 +56,7 @@ class Inputs:
         A = iv.absm(M)
         S = dense((A @ iv.absm(self.E).T)[:, toks]) + np.asarray(A @ np.abs(self.P[p]))[:, None]
         n = iv.row_len(M)
-        rad = iv.safe(S * (2 * iv.gamma(n + 2) + 2 * (u + iv.gamma(n + 1, u))) + (n + 1) * self.eta
+        rad = iv.safe(S * (2 * iv.gamma(n + 2) + iv.gamma(n + 1, u)) + (n + 1) * self.eta
                       * (1 + np.asarray(A.sum(axis=1)).ravel()[:, None]), n)
         return iv.dn(y - rad), iv.up(y + rad)
 
