@@ -101,8 +101,8 @@ def softmax(s, visible, u: float, eta: float, exp_u: float):
     """Enclosure of every executed softmax weight, key by key (docs/certificate-format.md, "Softmax")."""
     lo, hi = np.where(visible, s[0], -np.inf), np.where(visible, s[1], -np.inf)
     M, n = np.max(hi, axis=1, keepdims=True), int(visible.sum(axis=1).max())
-    with np.errstate(invalid="ignore"):  # D_j >= |s_j - m| for the executed shift m in [max lo, max hi]
-        D = np.where(visible, iv.up(u * iv.up(np.maximum(np.abs(lo - M), np.abs(hi - np.max(lo, axis=1, keepdims=True))))), 0)
+    with np.errstate(invalid="ignore"):  # D_j >= u |s_j - m|, the executed shift m in [max lo, max hi]
+        D = np.where(visible, iv.up(u * iv.up(np.maximum(np.abs(lo - M), np.abs(hi - lo.max(1, keepdims=True))))), 0)
         e_lo = np.maximum(iv.dn(_exp_dn(iv.dn(iv.dn(lo - M) - D)) * (1 - exp_u * u) - eta), 0.0)
         e_hi = np.where(visible, iv.up(_exp_up(iv.up(iv.up(hi - M) + D)) * (1 + exp_u * u) + eta), 0.0)
     tot_hi = iv.safe(e_hi.sum(axis=1, keepdims=True), n)

@@ -43,7 +43,7 @@ def exec_error(heads, W1, b1, xmag, A_hi_sum, n_pos: int, u: float, eta: float) 
     return iv.safe(iv.absm(W1) @ out_err + iv.gamma(n1 + 1, u) * pre_mag + (n1 + 1) * eta, n1)
 
 
-def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, listed, seen=None):
+def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, listed, seen=lambda *_: None):
     """Check the listed forms (each must contain this checker's form) and that every other pair is dead.
 
     A: the certificate's attention enclosures (lo, hi), each (H, R, n). heads_G: [(Gc, Gr)] per head.
@@ -131,8 +131,7 @@ def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, lis
             c = iv.add(c, iv.mul(a, val))
     T = (np.full(len(r), tmin), np.full(len(r), tmax))
     top = iv.add(c, iv.mul(b, T))[1]
-    if seen is not None:  # the writer may widen its claims to this checker's forms (both enclose the same)
-        seen("forms", (c[0][idx], c[1][idx], b[0][idx], b[1][idx]))
+    seen("forms", (c[0][idx], c[1][idx], b[0][idx], b[1][idx]))  # the writer may widen its claims to these
     for name, mine, theirs, side in (("c", c[0][idx], listed[2], -1), ("c", c[1][idx], listed[3], 1),
                                      ("b", b[0][idx], listed[4], -1), ("b", b[1][idx], listed[5], 1)):
         bad = np.flatnonzero(~(mine >= theirs) if side < 0 else ~(mine <= theirs))

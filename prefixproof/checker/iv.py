@@ -34,11 +34,9 @@ def up(x):
 
 def gamma(n, u: float = U64):
     """gamma_n(u) = n u / (1 - n u), rounded up; n an int (a float returned) or an array of counts."""
-    n = np.asarray(n, dtype=np.float64)
-    if np.any(n * u >= 0.25):
+    if np.any((n := np.asarray(n, dtype=np.float64)) * u >= 0.25):
         raise ValueError(f"sums of {int(n.max())} terms are too long to bound with unit roundoff {u}")
-    g = up(up(n * u) / dn(1 - n * u)) * (1 + 4 * U64)
-    return float(g) if g.ndim == 0 else g
+    return float(g) if (g := up(up(n * u) / dn(1 - n * u)) * (1 + 4 * U64)).ndim == 0 else g
 
 
 def safe(x, n: int = 1):

@@ -24,7 +24,7 @@ def _arr(arrays, name, shape, kind):
     return a.astype(np.float64) if kind == "f" else a.astype(np.int64)
 
 
-def check(cert: Path, weights: Path, say=print, seen=None) -> float:
+def check(cert: Path, weights: Path, say=print, seen=lambda *_: None) -> float:
     """Re-verify the certificate against the weights; return its margin. Raises Reject or Unusable."""
     iv.check_environment()
     head, arrays = read_certificate(cert)
@@ -76,8 +76,7 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     for h, hd in enumerate(layers[0]["heads"]):
         WQ, WK = t(f"layers.0.heads.{h}.W_Q"), t(f"layers.0.heads.{h}.W_K")
         mine = softmax(scores((WQ, WK, float(hd["scale"])), inp, rows, u, eta), visible, u, eta, exp_u)
-        if seen is not None:  # the writer may widen its claims to the checker's enclosures
-            seen(f"attention.{h}", mine)
+        seen(f"attention.{h}", mine)  # the writer may widen its claims to the checker's enclosures
         bad = (mine[0] < A[0][h]) | (mine[1] > A[1][h])
         if bad.any() and first is None:
             r, p = np.argwhere(bad)[0]
