@@ -1,7 +1,8 @@
 """The checker's executed-rounding bounds (docs/certificate-format.md, "The executed arithmetic") against exact
 rational values (python-flint fmpq) and real executions in several summation orders, each with a negative control
 that the same comparison must catch: a Dense layer whose decided-off inputs are exactly 0 (gamma_(n+1) with n the
-products that may be non-zero), a decoder logit fl(fl(w x) + c), and the softmax enclosed key by key."""
+products that may be non-zero), a decoder logit fl(fl(w x) + c), the softmax enclosed key by key, and the
+projection of a fixed token fl(M fl(E + P))."""
 from __future__ import annotations
 
 import numpy as np
@@ -122,4 +123,28 @@ def test_softmax_enclosure_contains_executions_and_real_only_is_caught(dtype):
     for A in _softmax_runs(s.astype(dtype), dtype):
         assert np.all((lo <= A) & (A <= hi))
         missed += int(np.sum((A < rlo) | (A > rhi)))
+    assert missed > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_fixed_token_projection_contains_executions_and_the_real_product_is_caught(dtype):
+    """fl(M fl(E[tok] + P[p])) at a fixed position (scores' queries and keys) in every order of `_executions`."""
+    from prefixproof.checker.attention import Inputs
+
+    fmt = np.dtype(dtype).name
+    u, eta, _ = iv.FORMATS[fmt]
+    rng = np.random.default_rng(3)
+    M, E, P = (rng.uniform(0.5, 2, shape).astype(dtype).astype(np.float64) for shape in ((6, 8), (5, 8), (2, 8)))
+    inp = object.__new__(Inputs)  # project reads E, P and eta only
+    inp.E, inp.P, inp.eta = E, P, eta
+    toks = np.arange(5)
+    lo, hi = inp.project(M, toks, 1, u)
+    rlo, rhi = inp.project(M, toks, 1, 0.0)  # negative control: no executed rounding
+    missed = 0
+    for t in toks:
+        x = (E[t] + P[1]).astype(dtype).astype(np.float64)
+        for o in range(M.shape[0]):
+            for got in _executions(M[o], x, 0.0, dtype):
+                assert lo[o, t] <= got <= hi[o, t]
+                missed += not (rlo[o, t] <= got <= rhi[o, t])
     assert missed > 0
