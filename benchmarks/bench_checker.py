@@ -1,7 +1,7 @@
 """Benchmark: writing a certificate (`verify --certificate`) and re-checking it (`prefixproof check`).
 
     python benchmarks/bench_checker.py [CASE ...]      (cases: t1-95 t2-95 t2-32000 t1-32000 lr-95 mt-95 cd-7
-                                                         pk-4 pk-11)
+                                                         pk-4 pk-11 pk-2-f16 t2-f32-800 t2-f32-1000 t2-f32-1089)
 
 Each case saves the construction's weights (constructions + save_model, no prompt), runs
 `prefixproof verify --weights DIR --claim C --level certify --certificate FILE` and then
@@ -40,6 +40,9 @@ CASES = {
     "cd-7": ("conditional", "V=7, L=2, R=3", lambda: Conditional(7, 2, 3)),
     "pk-4": ("multi_token_packing", "V=4, L=2", lambda: Packing(4, 2)),  # the README's size (version 2)
     "pk-11": ("multi_token_packing", "V=11, L=2", lambda: Packing(11, 2)),  # the largest V certified in float64
+    "pk-2-f16": ("multi_token_packing", "V=2, L=2, float16", lambda: Packing(2, 2), "float16"),
+    # Theorem 2 in float32 up to the engine's frontier (V=1089): the writer settles against the checker
+    **{f"t2-f32-{v}": ("theorem2", f"V={v}, float32", (lambda v=v: Theorem2(v)), "float32") for v in (800, 1000, 1089)},
 }
 EXE = Path(sys.executable).parent / "prefixproof"
 
@@ -55,11 +58,11 @@ def _run(argv: list[str], exe: list[str] | None = None) -> tuple[str, int, str]:
 
 
 def case(key: str, tmp: Path) -> list[str]:
-    claim, size, make = CASES[key]
+    claim, size, make, *fmt = CASES[key]
     d, cert = tmp / key, tmp / f"{key}.cert"
     save_model(make().model(), d)
     t_v, code_v, out_v = _run(["verify", "--weights", str(d), "--claim", claim, "--level", "certify",
-                               "--certificate", str(cert)])
+                               "--certificate", str(cert)] + (["--dtype", fmt[0]] if fmt else []))
     if code_v != 0 or not cert.exists():
         return [claim, size, t_v, "-", "-", "-", "-", f"verify exit {code_v}: {out_v.strip().splitlines()[-1]}"]
     t_c, code_c, out_c = _run(["check", str(cert), "--weights", str(d)])

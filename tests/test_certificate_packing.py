@@ -262,11 +262,17 @@ def test_certificate_bounds_hold_on_real_executions(pk):
     assert worst > 0 and violations_at_zero > 0  # executions do differ from the exact construction: e = 0 would fail
 
 
-def test_float32_packing_certificate_is_confirmed_by_the_checker_and_accepted(pk, tmp_path, capsys):
-    """In a low-precision format the writer runs the independent checker on its draft first (needs --weights)."""
-    code, out = run_cli(["verify", "--weights", pk / "w", "--claim", "multi_token_packing", "--level", "certify",
-                         "--dtype", "float32", "--certificate", tmp_path / "f32.cert"])
-    assert code == 0 and "wrote certificate" in out, out
-    assert _load(tmp_path / "f32.cert")[0]["execution"] == {"format": "float32"}
-    code, out = _check(capsys, tmp_path / "f32.cert", pk / "w")
+@pytest.mark.parametrize("fmt", ["float32", "float16"])
+def test_low_precision_packing_certificate_is_confirmed_by_the_checker_and_accepted(pk, tmp_path, capsys, fmt):
+    """In a low-precision format the writer runs the independent checker on its draft first (needs --weights).
+    float16: V=2, the only V the engine certifies there (its threshold stages leave little room)."""
+    w = pk / "w"
+    if fmt == "float16":
+        w = tmp_path / "w2"
+        assert run_cli(["build", "multi_token_packing", "--map", "random:0", "--vocab", 2, "--out", w])[0] == 0
+    code, out = run_cli(["verify", "--weights", w, "--claim", "multi_token_packing", "--level", "certify",
+                         "--dtype", fmt, "--certificate", tmp_path / "c.cert"])
+    assert code == 0 and "CERTIFIED" in out and "wrote certificate" in out, out
+    assert _load(tmp_path / "c.cert")[0]["execution"] == {"format": fmt}
+    code, out = _check(capsys, tmp_path / "c.cert", w)
     assert code == 0 and "ACCEPTED" in out, out

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from prefixproof import certificate
 from prefixproof.checker import iv, perbox
 from prefixproof.checker.files import claim_rows, fingerprint, read_weights
 from test_certificate_check import _check, _edit, _load, _save, assert_tamper_rejected, run_cli
@@ -25,15 +26,22 @@ def f16(tmp_path_factory):
     code, out = run_cli(["verify", "--weights", d / "w", "--claim", "theorem2", "--level", "certify", "--dtype",
                          "float16", "--certificate", d / "c.cert"])
     assert code == 0 and "wrote certificate" in out, out
+    # p.cert: the same certificate with every block moved to step perbox (each value an entry with its block's
+    # margin), so that the tampering below reaches that step
+    head, arrays = _load(d / "c.cert")
+    certificate._to_perbox(head, arrays, np.ones(len(arrays["blocks.row"]), dtype=bool))
+    _save(d / "p.cert", head, arrays)
     return d
 
 
-def test_float16_certificate_is_accepted_and_uses_the_per_box_step(f16, capsys):
-    head, arrays = _load(f16 / "c.cert")
+@pytest.mark.parametrize("name", ["c.cert", "p.cert"])
+def test_float16_certificate_is_accepted_and_uses_the_per_box_step(f16, capsys, name):
+    head, arrays = _load(f16 / name)
     assert head["version"] == 2 and head["execution"] == {"format": "float16"}
     pairs = set(zip(arrays["perbox.row"].tolist(), arrays["perbox.y"].tolist()))
     assert len(pairs) == len(arrays["perbox.row"]) > 0
-    code, out = _check(capsys, f16 / "c.cert", f16 / "w")
+    assert (len(arrays["blocks.row"]) == 0) == (name == "p.cert")
+    code, out = _check(capsys, f16 / name, f16 / "w")
     assert code == 0 and "ACCEPTED" in out and "perbox:" in out, out
     assert head["margin"] == min(arrays["perbox.margin"].min(), arrays["blocks.margin"].min(initial=np.inf)) > 0
 
@@ -140,7 +148,7 @@ TAMPERS = {
 @pytest.mark.parametrize("name", sorted(TAMPERS) + ["round-to-nearest margins"])
 def test_tampered_perbox_step_is_rejected_naming_it(f16, tmp_path, capsys, name):
     tamper, step = TAMPERS.get(name, (_nearest_margins(f16 / "w"), "perbox[row"))
-    assert_tamper_rejected(capsys, tmp_path, f16 / "c.cert", f16 / "w", tamper, step)
+    assert_tamper_rejected(capsys, tmp_path, f16 / "p.cert", f16 / "w", tamper, step)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
@@ -179,8 +187,9 @@ def test_forged_fingerprint_with_an_edited_bias_is_rejected_by_the_perbox_step(f
     tensors = load_file(str(w / "model.safetensors"))
     tensors[tensor].flat[min(3, tensors[tensor].size - 1)] += 0.05
     save_file(tensors, str(w / "model.safetensors"))
-    head, arrays = _load(f16 / "c.cert")
+    head, arrays = _load(f16 / "p.cert")
     head["weights_fingerprint"] = fingerprint(read_weights(w))
+    arrays["forms.c_lo"], arrays["forms.c_hi"] = arrays["forms.c_lo"] - 0.1, arrays["forms.c_hi"] + 0.1  # forged too
     _save(tmp_path / "forged.cert", head, arrays)
     code, out = _check(capsys, tmp_path / "forged.cert", w)
     assert code == 1 and "REJECTED at step perbox[row" in out, out

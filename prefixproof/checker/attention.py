@@ -56,7 +56,7 @@ class Inputs:
         A = iv.absm(M)
         S = dense((A @ iv.absm(self.E).T)[:, toks]) + np.asarray(A @ np.abs(self.P[p]))[:, None]
         n = iv.row_len(M)
-        rad = iv.safe(S * (2 * iv.gamma(n + 2) + 2 * (u + iv.gamma(n + 1, u))) + (n + 1) * self.eta
+        rad = iv.safe(S * (2 * iv.gamma(n + 2) + iv.gamma(n + 1, u)) + (n + 1) * self.eta
                       * (1 + np.asarray(A.sum(axis=1)).ravel()[:, None]), n)
         return iv.dn(y - rad), iv.up(y + rad)
 
@@ -98,30 +98,21 @@ def _exp_up(x):
 
 
 def softmax(s, visible, u: float, eta: float, exp_u: float):
-    """Enclosure of every executed softmax weight (docs/certificate-format.md, "attention")."""
+    """Enclosure of every executed softmax weight, key by key (docs/certificate-format.md, "Softmax")."""
     lo, hi = np.where(visible, s[0], -np.inf), np.where(visible, s[1], -np.inf)
-    M = np.max(hi, axis=1, keepdims=True)
-    n = int(visible.sum(axis=1).max())
-    with np.errstate(invalid="ignore"):
-        lo_d, hi_d = _exp_dn(iv.dn(lo - M)), _exp_up(iv.up(hi - M))  # e^{lo_j - M} below, e^{hi_j - M} above
-        lo_u, hi_dd = _exp_up(iv.up(lo - M)), _exp_dn(iv.dn(hi - M))
-    tot_hi = iv.safe(hi_d.sum(axis=1, keepdims=True), n)
-    tot_lo = np.maximum(iv.dn(lo_d.sum(axis=1, keepdims=True) * (1 - 2 * iv.gamma(n + 2))), 0.0)
-    oth_hi = iv.up(tot_hi - hi_dd)  # >= sum_{k != j} e^{hi_k - M}
-    oth_lo = np.maximum(iv.dn(tot_lo - lo_u), 0.0)  # <= sum_{k != j} e^{lo_k - M}
-    a_lo = np.where(lo_d > 0, iv.dn(lo_d / iv.up(lo_d + oth_hi)), 0.0)
+    M, n = np.max(hi, axis=1, keepdims=True), int(visible.sum(axis=1).max())
+    with np.errstate(invalid="ignore"):  # D_j >= u |s_j - m|, the executed shift m in [max lo, max hi]
+        D = np.where(visible, iv.up(u * iv.up(np.maximum(np.abs(lo - M), np.abs(hi - lo.max(1, keepdims=True))))), 0)
+        e_lo = np.maximum(iv.dn(_exp_dn(iv.dn(iv.dn(lo - M) - D)) * (1 - exp_u * u) - eta), 0.0)
+        e_hi = np.where(visible, iv.up(_exp_up(iv.up(iv.up(hi - M) + D)) * (1 + exp_u * u) + eta), 0.0)
+    tot_hi = iv.safe(e_hi.sum(axis=1, keepdims=True), n)
+    tot_lo = np.maximum(iv.dn(e_lo.sum(axis=1, keepdims=True) * (1 - 2 * iv.gamma(n + 2))), 0.0)
+    oth_hi, oth_lo = iv.up(tot_hi - e_hi), np.maximum(iv.dn(tot_lo - e_lo), 0.0)  # the other keys' sums
+    a_lo = np.where(e_lo > 0, iv.dn(e_lo / iv.up(e_lo + oth_hi)), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        a_hi = np.where(iv.dn(hi_d + oth_lo) > 0, iv.up(hi_d / iv.dn(hi_d + oth_lo)), 1.0)
-    if u > 0:  # executed: shift rounding u|d| <= u W, exp (exp_u u + eta), sum gamma_n, division u
-        W = iv.up(np.max(hi, axis=1) - np.min(np.where(visible, s[0], np.inf), axis=1))[:, None]
-        a = iv.dn(_exp_dn(-u * W) * (1 - exp_u * u))
-        b = iv.up(_exp_up(u * W) * (1 + exp_u * u))
-        g = iv.gamma(n + 1, u)
-        den_lo = iv.dn(a - n * eta)
-        if np.any(den_lo <= 0):
-            raise Reject("attention", "the executed softmax cannot be bounded (score spread too large)")
-        up_f = iv.up(iv.up(b / den_lo) * (1 + u) / iv.dn(1 - g))
-        lo_f = iv.dn(iv.dn(a / iv.up(b + n * eta)) * (1 - u) / iv.up(1 + g))
-        a_hi = iv.up(a_hi * up_f + iv.up(eta / den_lo) * 2)
-        a_lo = iv.dn(a_lo * lo_f - eta * 2)
+        a_hi = np.where(iv.dn(e_hi + oth_lo) > 0, iv.up(e_hi / iv.dn(e_hi + oth_lo)), 1.0)
+    if u > 0:  # the executed sum (gamma_n) and division (u, eta)
+        g = iv.gamma(n, u)
+        a_lo = iv.dn(a_lo * iv.dn(iv.dn(1 - u) / iv.up(1 + g)) - eta)
+        a_hi = iv.up(a_hi * iv.up(iv.up(1 + u) / iv.dn(1 - g)) + eta)
     return (np.where(visible, np.clip(a_lo, 0, 1), 0.0), np.where(visible, np.clip(a_hi, 0, 1), 0.0))

@@ -45,13 +45,21 @@ def _relu(c, b, T, code, single, layer: int, blk):
     return c, (np.where(on, b[0], 0.0), np.where(on, b[1], 0.0)), wrong.any(axis=1), err
 
 
+def dense_error(Wb, live, xmag, bias, u: float, eta: float):
+    """Bound of |executed W x + bias - exact| per (block, unit), any summation order, fused or not: Wb (K, out, in),
+    live (K, in) the inputs not decided off (the others are exactly 0), |x| <= xmag (docs/certificate-format.md)."""
+    n = np.einsum("koi,ki->ko", Wb != 0, live, dtype=np.int64)  # the products that may be non-zero
+    size = np.einsum("koi,ki->ko", np.abs(Wb), xmag) + np.abs(bias)
+    return iv.safe(iv.gamma(n + 1, u) * size + (n + 1) * eta, Wb.shape[-1])
+
+
 def exact_max(values: np.ndarray, grid) -> float:
     """max_j |values_j - grid(j)| in exact rationals (grid(j) an fmpq), rounded up to a float."""
     worst = max(abs(fmpq(*float(x).as_integer_ratio()) - grid(j)) for j, x in enumerate(values))
     return float(iv.up(float(worst.p) / float(worst.q))) * (1 + 4 * iv.U64)
 
 
-def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: float, seen=None) -> float:
+def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: float, seen=lambda *_: None) -> float:
     """Check every block's ReLU decisions and decode inequality; return the smallest verified margin."""
     U, C, B = slots
     row, ya, yb = arrays["blocks.row"], arrays["blocks.ya"], arrays["blocks.yb"]
@@ -64,16 +72,15 @@ def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: fl
     T = (tau[ya][:, None], tau[yb][:, None])
     c, b = (C[0][row], C[1][row]), (B[0][row], B[1][row])
     pad = U[row] < 0  # padding slots of the listed forms must be off
-    failed, first = np.zeros(K, dtype=bool), None
+    failed, first, code = np.zeros(K, dtype=bool), None, None
     for k in range(len(middle) + 1):
         if k:  # carry the forms through Dense layer k
             W, bias = middle[k - 1]
             Wb = np.transpose(W[:, np.maximum(U, 0)], (1, 0, 2))[row] if k == 1 else np.broadcast_to(W, (K,) + W.shape)
-            n, xmag, pad = W.shape[1], iv.up(iv.mag(c) + iv.mag(b) * T[1]), False
+            xmag, pad = iv.up(iv.mag(c) + iv.mag(b) * T[1]), False
             c, b = iv.lin(Wb, c, bias), iv.lin(Wb, b)
             if u > 0:
-                size = np.einsum("koi,ki->ko", np.abs(Wb), xmag) + np.abs(bias)
-                c = iv.widen(c, iv.safe(iv.gamma(n + 1, u) * size + (n + 1) * eta, n))
+                c = iv.widen(c, dense_error(Wb, code != 0, xmag, bias, u, eta))
         code = arrays[f"relu.{k}"]
         if code.shape != c[0].shape or np.any(pad & (code != 0)):
             raise Reject(f"relu[layer {k}]", f"decisions have shape {code.shape}, the layer needs {c[0].shape} "
@@ -108,9 +115,10 @@ def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: fl
             dw = (iv.dn(w[y, 0] - w[j, 0]), iv.up(w[y, 0] - w[j, 0]))
             dc = (iv.dn(cf[y] - cf[j]), iv.up(cf[y] - cf[j]))
             d = iv.add(iv.mul(dw, (xl, xh)), dc)[0]
-            if u > 0:
-                d = iv.dn(d - iv.safe(iv.gamma(2, u) * ((np.abs(w[y, 0]) + np.abs(w[j, 0])) * X[i] + np.abs(cf[y])
-                                                       + np.abs(cf[j])) + 4 * eta, 4))
+            if u > 0:  # each logit fl(fl(w x) + c) errs by <= u (1 + u) |w x| + u |w x + c| (+ eta)
+                size = sum(np.abs(w[k, 0]) * X[i] + iv.mag(iv.add(iv.mul((w[k, 0], w[k, 0]), (xl, xh)), (cf[k], cf[k])))
+                           for k in (y, j))
+                d = iv.dn(d - iv.safe(u * (1 + 2 * u) * size + 4 * eta, 4))
             nb = np.where((y + side >= 0) & (y + side < V), np.minimum(nb, d), nb)
         a = iv.mag((e[0][i], e[1][i]))
         far = iv.dn(iv.dn(4 * inv * inv) - iv.up(4 * a / iv.dn(float(V))) - slack[i])
@@ -118,8 +126,7 @@ def blocks(slots, middle, final, tau, arrays, demanded: float, u: float, eta: fl
         nb = np.where((y >= 2) | (y <= V - 3), np.minimum(nb, far), nb)
         margin[i] = np.maximum(margin[i], nb)
     margin[failed] = -np.inf
-    if seen is not None:  # the writer may lower its claims to bounds this checker can confirm
-        seen("blocks.margin", margin)
+    seen("blocks.margin", margin)  # the writer may lower its claims to bounds this checker can confirm
     if first is not None:
         raise first
     bad = ~(np.isfinite(claimed) & (claimed > demanded) & (claimed > 0) & (margin >= claimed))

@@ -32,18 +32,18 @@ def exec_error(heads, W1, b1, xmag, A_hi_sum, n_pos: int, u: float, eta: float) 
         vmag = iv.safe(iv.absm(WV) @ xmag, nV)
         ev = iv.safe(iv.gamma(nV + 1, u) * vmag + (iv.absm(WV) @ np.full(len(xmag), eta)) + (nV + 1) * eta, nV)
         omag = iv.safe(asum * (vmag + ev), n_pos)
-        eo = iv.safe(asum * ev + iv.gamma(n_pos + 1, u) * omag + (n_pos + 1) * eta, n_pos)
+        eo = iv.safe(asum * ev + iv.gamma(n_pos, u) * omag + n_pos * eta, n_pos)
         wmag = iv.safe(iv.absm(WO) @ (omag + eo), nO)
-        ew = iv.safe(iv.absm(WO) @ eo + iv.gamma(nO + 1, u) * wmag + (nO + 1) * eta, nO)
+        ew = iv.safe(iv.absm(WO) @ eo + iv.gamma(nO, u) * wmag + nO * eta, nO)
         out_err, out_mag = out_err + ew, out_mag + wmag + ew
     H = len(heads)
-    out_err = iv.safe(out_err + iv.gamma(H + 1, u) * out_mag + (H + 1) * eta, H)
+    out_err = iv.safe(out_err + iv.gamma(H - 1, u) * out_mag, H)
     n1 = iv.row_len(W1)
     pre_mag = iv.safe(iv.absm(W1) @ (out_mag + out_err) + np.abs(b1), n1)
-    return iv.safe(iv.absm(W1) @ out_err + iv.gamma(n1 + 2, u) * pre_mag + (n1 + 2) * eta, n1)
+    return iv.safe(iv.absm(W1) @ out_err + iv.gamma(n1 + 1, u) * pre_mag + (n1 + 1) * eta, n1)
 
 
-def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, listed, seen=None):
+def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, listed, seen=lambda *_: None):
     """Check the listed forms (each must contain this checker's form) and that every other pair is dead.
 
     A: the certificate's attention enclosures (lo, hi), each (H, R, n). heads_G: [(Gc, Gr)] per head.
@@ -131,8 +131,7 @@ def forms(inp: Inputs, rows, A, heads_G, b1, err1, tmin: float, tmax: float, lis
             c = iv.add(c, iv.mul(a, val))
     T = (np.full(len(r), tmin), np.full(len(r), tmax))
     top = iv.add(c, iv.mul(b, T))[1]
-    if seen is not None:  # the writer may widen its claims to this checker's forms (both enclose the same)
-        seen("forms", (c[0][idx], c[1][idx], b[0][idx], b[1][idx]))
+    seen("forms", (c[0][idx], c[1][idx], b[0][idx], b[1][idx]))  # the writer may widen its claims to these
     for name, mine, theirs, side in (("c", c[0][idx], listed[2], -1), ("c", c[1][idx], listed[3], 1),
                                      ("b", b[0][idx], listed[4], -1), ("b", b[1][idx], listed[5], 1)):
         bad = np.flatnonzero(~(mine >= theirs) if side < 0 else ~(mine <= theirs))

@@ -32,10 +32,11 @@ def up(x):
     return _step(x, 1.0)
 
 
-def gamma(n: int, u: float = U64) -> float:
-    if n * u >= 0.25:
-        raise ValueError(f"sums of {n} terms are too long to bound with unit roundoff {u}")
-    return float(up(up(n * u) / dn(1 - n * u))) * (1 + 4 * U64)
+def gamma(n, u: float = U64):
+    """gamma_n(u) = n u / (1 - n u), rounded up; n an int (a float returned) or an array of counts."""
+    if np.any((n := np.asarray(n, dtype=np.float64)) * u >= 0.25):
+        raise ValueError(f"sums of {int(n.max())} terms are too long to bound with unit roundoff {u}")
+    return float(g) if (g := up(up(n * u) / dn(1 - n * u)) * (1 + 4 * U64)).ndim == 0 else g
 
 
 def safe(x, n: int = 1):

@@ -24,7 +24,7 @@ def _arr(arrays, name, shape, kind):
     return a.astype(np.float64) if kind == "f" else a.astype(np.int64)
 
 
-def check(cert: Path, weights: Path, say=print, seen=None) -> float:
+def check(cert: Path, weights: Path, say=print, seen=lambda *_: None) -> float:
     """Re-verify the certificate against the weights; return its margin. Raises Reject or Unusable."""
     iv.check_environment()
     head, arrays = read_certificate(cert)
@@ -72,16 +72,18 @@ def check(cert: Path, weights: Path, say=print, seen=None) -> float:
     inp = Inputs(t("embed"), dense(t("pos"))[:n], rows, tlo, thi, u, eta)
     A = (_arr(arrays, "attention.lo", (H, R, n), "f"), _arr(arrays, "attention.hi", (H, R, n), "f"))
     visible = np.arange(n)[None, :] <= rows.query_pos[:, None]
+    first = None  # every head is enclosed (and shown to the writer) before the first failing one is named
     for h, hd in enumerate(layers[0]["heads"]):
         WQ, WK = t(f"layers.0.heads.{h}.W_Q"), t(f"layers.0.heads.{h}.W_K")
         mine = softmax(scores((WQ, WK, float(hd["scale"])), inp, rows, u, eta), visible, u, eta, exp_u)
-        if seen is not None:  # the writer may widen its claims to the checker's enclosures
-            seen(f"attention.{h}", mine)
-        bad = (mine[0] < A[0][h]) | (mine[1] > A[1][h])
-        if bad.any():
+        seen(f"attention.{h}", mine)  # the writer may widen its claims to the checker's enclosures
+        bad = ~((mine[0] >= A[0][h]) & (mine[1] <= A[1][h]))  # NaN (an unbounded softmax) fails
+        if bad.any() and first is None:
             r, p = np.argwhere(bad)[0]
-            raise Reject(f"attention[head {h}, row {r}, position {p}]", f"claimed [{A[0][h, r, p]!r}, "
-                         f"{A[1][h, r, p]!r}] does not contain the checker's [{mine[0][r, p]!r}, {mine[1][r, p]!r}]")
+            first = Reject(f"attention[head {h}, row {r}, position {p}]", f"claimed [{A[0][h, r, p]!r}, "
+                           f"{A[1][h, r, p]!r}] does not contain the checker's [{mine[0][r, p]!r}, {mine[1][r, p]!r}]")
+    if first is not None:
+        raise first
     say(f"  attention: {H * R * n} enclosures contain the checker's")
 
     # Step 2: first-layer forms from the claimed attention; every dropped pair dead.

@@ -29,6 +29,9 @@ from prefixproof.verify.certify.interval import PrecisionExhausted
 from prefixproof.verify.certify.packing_recursion import State, Uncovered, pair_bounds, run_hidden
 
 PAD_STATE, PAD_MARGIN = 2.0**-40, 2.0**-12
+# below float64: attention, form and err1 paddings (the checker's stage 1 is now as tight as this engine's there,
+# and the threshold stages leave no room for more: float16 at V=2 moves by 0.64 with the float64-style paddings)
+LOW_PADS = (2.0**-45, 2.0**-46, 2.0**-40, 0.25)
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,7 @@ def record(model: Any, c: Any, ex: Any, rows: Any, tmax: float, enc: float, dg: 
         try:
             first = first_layer_forms(model, rows, ex)  # notes "attention" (A, err1)
             att = rec.notes[-1][1]
-            pa, pf = max(2.0**-45, 32 * ex.u), max(2.0**-46, 32 * ex.u)
-            small = 2.0**-40 + 2**12 * ex.u
+            pa, pf, small, pe = LOW_PADS if ex.u > 2.0**-53 else (2.0**-45, 2.0**-46, 2.0**-40 + 2.0**-41, 8.0)
             A = [(np.clip(_dn(lo, pa + small * np.clip(1 - lo, 0, 1)), 0, 1),
                   np.clip(_up(hi, pa + small * np.clip(1 - hi, 0, 1)), 0, 1)) for lo, hi in att["A"]]
             order = np.lexsort((first.units, first.rows))
@@ -85,7 +87,7 @@ def record(model: Any, c: Any, ex: Any, rows: Any, tmax: float, enc: float, dg: 
             # row's total widening times |W1| |W_O| |W_V| |x| (x over every position's box), and for b the
             # payload columns of |W1| |W_O| |W_V|
             wc, wb = _attention_room(model, rows, att["A"], A, tmax)
-            slack = 8 * att["err1"][h] + pf * (1 + np.maximum(np.abs(cl), np.abs(ch))) + wc[r, h]
+            slack = pe * att["err1"][h] + pf * (1 + np.maximum(np.abs(cl), np.abs(ch))) + wc[r, h]
             cw = (_dn(cl - slack, pf), _up(ch + slack, pf))
             bw = (_dn(bl - wb[r, h], pf + 2 * pa), _up(bh + wb[r, h], pf + 2 * pa))
             recorder.note("claims", A=A, rows=r, units=h, c=cw, b=bw)
