@@ -49,7 +49,7 @@ def _e3(paper: bool, layers: int = 4, eid: str = "E3", cpu_prefix: tuple[int, fl
     10 positions, 500,000 steps at 5e-5 for the new tasks. CPU size: the mix 2,000 steps at 1e-2 (E2: 3,000; the
     2-layer pretraining costs ~2x a step); both prefixes the same `cpu_prefix` (steps, lr): E3 2,000 at 3e-1, the
     best of a sweep on the composition (1e-2 to 3e-1, benchmarks/RESULTS.md; the prefix enters through LayerNorm,
-    so a large lr turns its direction faster); E3L1 keeps the 1,000 at 1e-2 of its committed runs."""
+    so a large lr turns its direction faster); E3L1 the same at 1 layer."""
     steps, lr = (500000, 5e-5) if paper else cpu_prefix
     return Experiment(
         eid, f"after the 4-task mix{'' if eid == 'E3' else ' (1 layer, 4 heads)'}: a composition (sort-and-increment) is learned "
@@ -116,7 +116,7 @@ def _e6(paper: bool) -> Experiment:
                    "rows: the same pretrained models)", cells=(both,), expect=())
 
 
-BUILDERS = {"E1": _e1, "E2": _e2, "E3": _e3, "E3L1": lambda p: _e3(p, 1, "E3L1", (1000, 1e-2)), "E4": _e4, "E4M": _e4m, "E5": _e5, "E6": _e6}
+BUILDERS = {"E1": _e1, "E2": _e2, "E3": _e3, "E3L1": lambda p: _e3(p, 1, "E3L1"), "E4": _e4, "E4M": _e4m, "E5": _e5, "E6": _e6}
 
 
 def get(eid: str, paper: bool = False) -> Experiment:
