@@ -100,3 +100,32 @@ def test_every_registered_lora_cell_matches_its_prefix_at_both_sizes():
                     assert sum(p.numel() for p in params) == prefix_count(model, exp.prefix_len)
                     checked += 1
     assert checked >= 4  # E4 and E5, CPU and paper (12,288 at paper size)
+
+
+def test_learning_rate_schedule_warm_up_then_cosine_and_the_old_default_unchanged(monkeypatch):
+    import math
+
+    import numpy as np
+
+    from prefixproof.experiments import tasks
+    steps = 100
+    # warmup 0 is the schedule of every earlier run: cosine from 1 to 0.1 over all steps
+    assert [train.lr_factor(s, steps) for s in (0, 50, 100)] == [1.0, 0.55, 0.1]
+    assert train.lr_factor(25, steps) == 0.1 + 0.45 * (1 + math.cos(math.pi / 4))
+    # warmup 10: 0.1, 0.2, ... 1.0 over the first ten steps, then the cosine over the other 90
+    assert [round(train.lr_factor(s, steps, 10), 12) for s in (0, 4, 9, 10, 55, 100)] == [0.1, 0.5, 1.0, 1.0, 0.55, 0.1]
+    # what the optimizer really uses: fit() on one parameter, its learning rate read at every step
+    seen: list[float] = []
+    orig = torch.optim.AdamW.step
+
+    def spy(self, *a, **k):
+        seen.append(self.param_groups[0]["lr"])
+        return orig(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    p = torch.nn.Parameter(torch.zeros(2))
+    batch = tasks.Batch(np.zeros((2, 3), dtype=np.int64), 1)
+    train.fit(lambda b: p.sum() + torch.zeros(2, 2, tasks.VOCAB), [p], lambda: batch, 20, 0.5, 0.0,
+              train.Progress("t", 20, quiet=True), warmup=4)
+    assert len(seen) == 20 and seen[:5] == [0.125, 0.25, 0.375, 0.5, 0.5]
+    assert seen[-1] == 0.5 * train.lr_factor(19, 20, 4) and 0.05 < seen[-1] < 0.06

@@ -30,15 +30,47 @@ def test_a_failing_job_is_an_error_naming_it():
         run_jobs(fail_on_three, [0, 1, 2, 3])
 
 
-def test_process_pool_runs_jobs_in_other_processes():
+def _staged(spec: dict) -> tuple[str, int]:
+    """A stand-in job: optionally waits (up to 60 s) for a file another job writes, optionally writes one;
+    returns its name and the process it ran in."""
     import os
-    pids = run_jobs(_pid, [0, 1], workers=2)
-    assert all(p != os.getpid() for p in pids)
+    import time
+    from pathlib import Path
+    if spec.get("wait_for"):
+        t0 = time.monotonic()
+        while not Path(spec["wait_for"]).exists():
+            if time.monotonic() - t0 > 60:
+                raise TimeoutError(f"{spec['name']}: {spec['wait_for']} never appeared")
+            time.sleep(0.05)
+    if spec.get("write"):
+        Path(spec["write"]).write_text(spec["name"])
+    if spec.get("fail"):
+        raise ValueError(f"{spec['name']} fails")
+    return spec["name"], os.getpid()
 
 
-def _pid(_: int) -> int:
+def test_process_pool_runs_a_dependent_job_as_soon_as_its_own_dependency_finished(tmp_path):
     import os
-    return os.getpid()
+    # the jobs run in other processes; pretrain seed 0 cannot finish until adapt seed 1 has run: a runner that waits for every pretraining job
+    # before any adaptation (the old two-phase runner) deadlocks here until the 60 s timeout makes it fail
+    marker = str(tmp_path / "adapt1-started")
+    jobs = [{"name": "pre0", "wait_for": marker}, {"name": "pre1"}, {"name": "adapt0"},
+            {"name": "adapt1", "write": marker}]
+    done = run_jobs(_staged, jobs, workers=2, after=[None, None, 0, 1])
+    assert [name for name, _ in done] == ["pre0", "pre1", "adapt0", "adapt1"]
+    assert all(pid != os.getpid() for _, pid in done)
+
+
+def test_a_job_whose_dependency_failed_is_not_run_and_is_an_error(tmp_path):
+    marker = tmp_path / "ran"
+    jobs = [{"name": "pre0", "fail": True}, {"name": "adapt0", "write": str(marker)}]
+    with pytest.raises(JobError, match="2 of 2 jobs failed; first: job 0: ValueError: pre0 fails"):
+        run_jobs(_staged, jobs, after=[None, 0])
+    assert not marker.exists()
+    with pytest.raises(ValueError, match="comes later in the list"):
+        run_jobs(_staged, jobs[::-1], after=[1, None])
+    with pytest.raises(ValueError, match="after must give"):
+        run_jobs(_staged, jobs, after=[None, 5])
 
 
 def test_ray_runs_jobs_on_a_local_instance():

@@ -64,7 +64,8 @@ def _scaled(exp: Any, x: float) -> Any:
         raise UsageError("--steps-scale must be in (0, 100]")
     if x == 1.0:
         return exp
-    cells = tuple(replace(c, steps=max(1, round(c.steps * x))) for c in exp.cells)
+    cells = tuple(replace(c, steps=max(1, round(c.steps * x)),
+                          warmup=min(round(c.warmup * x), max(1, round(c.steps * x)) - 1)) for c in exp.cells)
     return replace(exp, pretrain_steps=max(1, round(exp.pretrain_steps * x)), cells=cells,
                    title=exp.title + f" [steps x{x:g}]")
 

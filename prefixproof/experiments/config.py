@@ -55,6 +55,10 @@ class Cell:
     # (prefix) or N(0, 0.02^2) (soft prompt), as the companion code
     init: str = "pretrained"
     paper: str = ""  # the paper's figure for this cell, shown in the report
+    # learning-rate schedule: linear warm-up over the first `warmup` steps, then the cosine decay to 10% over the
+    # rest (train.lr_factor); 0 = no warm-up (the cosine over all steps), left out of the JSON so the configs
+    # (and config hashes) of runs made before this option stay as they were
+    warmup: int = 0
 
     def __post_init__(self) -> None:
         _check(self.task in TASKS, f"cell {self.name}: unknown task {self.task!r}; choose from {', '.join(TASKS)}")
@@ -62,6 +66,7 @@ class Cell:
                f"{', '.join(METHODS)}")
         _check(self.steps >= 1 and self.lr > 0, f"cell {self.name}: steps must be >= 1 and lr > 0")
         _check(self.lora_rank >= 1, f"cell {self.name}: lora_rank must be >= 1")
+        _check(0 <= self.warmup < self.steps, f"cell {self.name}: warmup must be >= 0 and < steps ({self.steps})")
         _check(self.init in ("pretrained", "normal"), f"cell {self.name}: init must be pretrained or normal")
         bad = [t for t in self.lora_targets if t not in LORA_TARGETS]
         _check(not bad and bool(self.lora_targets), f"cell {self.name}: lora_targets {bad or '[]'} not among "
@@ -101,7 +106,11 @@ class Experiment:
         _check(not memo or self.n_words >= 1, f"{self.id}: memorisation tasks need n_words >= 1")
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        for c in doc["cells"]:
+            if c["warmup"] == 0:  # the default: omitted, so older configs and their hashes are unchanged
+                del c["warmup"]
+        return doc
 
 
 def _build(cls: type, data: Any, where: str) -> Any:

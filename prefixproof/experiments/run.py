@@ -146,12 +146,14 @@ def _adapt_job(exp: Experiment, seed: int, name: str, out: Path, device: str, qu
 
 def run_experiment(exp: Experiment, out: Path, seeds: int, *, workers: int = 1, backend: str = "process",
                    address: str | None = None, device: str = "cpu", quiet: bool = False) -> list[dict]:
-    """Write the config, run the pretraining jobs, then the adaptation jobs; returns their summaries."""
+    """Write the config, run the pretraining jobs and the adaptation jobs (each adaptation starts as soon as its
+    seed's pretraining finished); returns their summaries, pretraining first."""
     from prefixproof.jobs import run_jobs
 
     (out / exp.id).mkdir(parents=True, exist_ok=True)
     write_json(out / exp.id / "config.json", exp.to_json())
     pre, adapt = plan(exp, seeds, out, device, quiet)
     kw = {"workers": workers, "backend": backend, "address": address}
-    done = run_jobs(run_job, pre, labels=[label(s) for s in pre], **kw)
-    return done + run_jobs(run_job, adapt, labels=[label(s) for s in adapt], **kw)
+    jobs = pre + adapt
+    after = [None] * len(pre) + [a["seed"] for a in adapt]  # pre[s] is seed s's pretraining
+    return run_jobs(run_job, jobs, labels=[label(s) for s in jobs], after=after, **kw)

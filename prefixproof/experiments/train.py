@@ -1,4 +1,5 @@
-"""Training (AdamW, batch 64, cosine decay to 10%, gradient clipping at 1) and exact-match evaluation.
+"""Training (AdamW, batch 64, optional linear warm-up then cosine decay to 10%, gradient clipping at 1) and
+exact-match evaluation.
 
 Every run is deterministic on CPU: `deterministic(seed)` fixes torch's algorithms, its thread count (1) and
 seeds; batches come from a numpy generator seeded with the run's seed and a per-stage constant.
@@ -86,14 +87,26 @@ class Curve:
     loss: list[float] = field(default_factory=list)
 
 
+def lr_factor(step: int, steps: int, warmup: int = 0) -> float:
+    """The multiplier of the base learning rate at optimizer step `step` (0-based) of `steps`: with `warmup` > 0,
+    (step + 1) / warmup for the first `warmup` steps, then a cosine from 1 down to 0.1 over the remaining
+    steps; with `warmup` == 0, the cosine from 1 to 0.1 over all steps (the schedule of every run made before
+    the warm-up option, kept bit for bit)."""
+    if warmup <= 0:
+        return 0.1 + 0.45 * (1 + math.cos(math.pi * step / steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warmup) / (steps - warmup)))
+
+
 def fit(forward: Callable[[tasks.Batch], torch.Tensor], params: list, draw: Callable[[], tasks.Batch],
-        steps: int, lr: float, weight_decay: float, progress: Progress) -> Curve:
+        steps: int, lr: float, weight_decay: float, progress: Progress, warmup: int = 0) -> Curve:
     decay = [p for p in params if p.dim() >= 2 and weight_decay > 0]
     rest = [p for p in params if not (p.dim() >= 2 and weight_decay > 0)]
     groups = [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0})
               if g["params"]]
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.1 + 0.45 * (1 + math.cos(math.pi * s / steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, warmup))
     curve, every, acc = Curve(), max(1, steps // CURVE_POINTS), []
     for step in range(1, steps + 1):
         batch = draw()
@@ -134,7 +147,7 @@ def adapt(model: GPT, exp: Experiment, cell: Cell, seed: int, quiet: bool = Fals
     curve = fit(lambda b: model(_ids(model, b.seq[:, :-1]), **adapter.kwargs()), params,
                 lambda: tasks.train_batch(cell.task, rng, exp.batch, exp.prefix_len, exp.task_token, exp.n_words),
                 cell.steps, cell.lr, exp.weight_decay if cell.method == "full" else 0.0,
-                Progress(f"{exp.id} {cell.name} seed {seed}", cell.steps, quiet))
+                Progress(f"{exp.id} {cell.name} seed {seed}", cell.steps, quiet), cell.warmup)
     return adapter, curve, sum(p.numel() for p in params)
 
 
