@@ -34,7 +34,7 @@ def _collect(labels: Sequence[str], outcomes: list[tuple[bool, Any]]) -> list[An
 
 
 class _DependencyFailed(RuntimeError):
-    pass
+    """The outcome of a job that was not run because the job it waits for (`after`) failed."""
 
 
 def _ready(i: int, after: Sequence[int | None], outcomes: dict[int, tuple[bool, Any]]) -> bool | None:
