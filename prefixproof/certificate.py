@@ -91,11 +91,11 @@ def build(session: Any, claim: str, params: dict[str, int], dtype: str, fingerpr
     keep = _form_range((f["c_lo"], f["c_hi"]), (f["b_lo"], f["b_hi"]), T)[1] > 0
     order = np.lexsort((f["units"][keep], f["rows"][keep]))
     blk, codes, pb = _blocks(session.notes, n_relu)
-    u = session.ex.u  # the executed format's unit roundoff: low precision needs room in proportion
-    pad_att, pad_form = max(PAD_ATT, 2**5 * u), max(2.0**-36, 2**5 * u)
-    settled = dtype != "float64"  # `settle` widens the draft to the checker's own enclosures: no room needed
-    if settled:
-        pad_att, pad_form = PAD_ATT, 2.0**-36
+    u = session.ex.u  # the executed format's unit roundoff (the margin's padding below)
+    # room for the float64 rounding of the stored bounds; below float64, `settle` widens the draft to the
+    # checker's own enclosures, so the executed format's rounding needs no room of its own here
+    pad_att, pad_form = PAD_ATT, 2.0**-36
+    settled = dtype != "float64"
     pad_margin = max(PAD_MARGIN, min(2**12 * u, 2.0**-8))  # below the margin itself in every format
     arrays = {
         "attention.lo": np.clip(_dn(att["lo"], pad_att), 0.0, 1.0), "attention.hi": np.clip(_up(att["hi"], pad_att), 0, 1),
