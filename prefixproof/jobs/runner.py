@@ -37,6 +37,11 @@ class _DependencyFailed(RuntimeError):
     """The outcome of a job that was not run because the job it waits for (`after`) failed."""
 
 
+def _skipped(i: int, after: Sequence[int | None]) -> tuple[bool, Any]:
+    """The outcome of job i, not run because the job it waits for failed."""
+    return False, _DependencyFailed(f"job {after[i]} it depends on failed")
+
+
 def _ready(i: int, after: Sequence[int | None], outcomes: dict[int, tuple[bool, Any]]) -> bool | None:
     """True: job i may start; False: wait; None: its dependency failed."""
     j = after[i]
@@ -54,7 +59,7 @@ def _process(fn: Callable[[Any], Any], args: Sequence[Any], workers: int,
         for i, a in enumerate(args):
             ready = _ready(i, after, outcomes)
             if ready is None:
-                outcomes[i] = (False, _DependencyFailed(f"job {after[i]} it depends on failed"))
+                outcomes[i] = _skipped(i, after)
                 continue
             if not ready:
                 raise ValueError(f"job {i} depends on job {after[i]}, which comes later in the list")
@@ -72,7 +77,7 @@ def _process(fn: Callable[[Any], Any], args: Sequence[Any], workers: int,
                     break
                 ready = _ready(i, after, outcomes)
                 if ready is None:
-                    outcomes[i] = (False, _DependencyFailed(f"job {after[i]} it depends on failed"))
+                    outcomes[i] = _skipped(i, after)
                     waiting.remove(i)
                 elif ready:
                     running[ex.submit(fn, args[i])] = i
@@ -142,7 +147,7 @@ def _ray_waves(fn: Callable[[Any], Any], args: Sequence[Any], address: str | Non
         if not wave:
             raise ValueError("jobs wait for jobs that never run; check `after`")
         for i in [i for i in wave if _ready(i, after, outcomes) is None]:
-            outcomes[i] = (False, _DependencyFailed(f"job {after[i]} it depends on failed"))
+            outcomes[i] = _skipped(i, after)
         todo = [i for i in wave if i not in outcomes]
         for i, o in zip(todo, _ray(fn, [args[i] for i in todo], address, init_kwargs) if todo else []):
             outcomes[i] = o
