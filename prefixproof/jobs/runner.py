@@ -1,7 +1,9 @@
 """The job runner: `run_jobs(fn, args, workers=N)` on a process pool, or `backend="ray"` on a Ray cluster.
 
 - process (default): `concurrent.futures.ProcessPoolExecutor` with the spawn start method (no forked torch
-  or BLAS state), at most `workers` processes; `workers == 1` runs in this process, in order.
+  or BLAS state), at most `workers` processes; `workers == 1` runs in this process, in order. A worker exits
+  within about a second once the process that started it is gone (killed, or stopped with Ctrl-C), instead
+  of training on as an orphan.
 - ray: `ray.init(address=ADDR)` (or a local instance when ADDR is None), one remote task per job with
   `num_cpus=1`; Ray is imported only here and only for this backend (`pip install 'prefixproof[cluster]'`).
 
@@ -16,6 +18,9 @@ order must already put each dependency first; Ray runs the jobs in waves (every 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Sequence
 
@@ -52,6 +57,16 @@ def _ready(i: int, after: Sequence[int | None], outcomes: dict[int, tuple[bool, 
     return True if outcomes[j][0] else None
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Pool-worker initializer: a daemon thread that ends this worker once its parent `parent` is gone."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _process(fn: Callable[[Any], Any], args: Sequence[Any], workers: int,
              after: Sequence[int | None]) -> list[tuple[bool, Any]]:
     outcomes: dict[int, tuple[bool, Any]] = {}
@@ -69,7 +84,8 @@ def _process(fn: Callable[[Any], Any], args: Sequence[Any], workers: int,
                 outcomes[i] = (False, e)
         return [outcomes[i] for i in range(len(args))]
     waiting = list(range(len(args)))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_exit_with_parent, initargs=(os.getpid(),)) as ex:
         running: dict[Any, int] = {}
         while waiting or running:
             for i in list(waiting):
