@@ -141,3 +141,17 @@ def test_report_aggregates_seeds_and_judges_the_claim(capsys, tmp_path):
     _fake_run(folder, "prefix", 1, 0.95)  # 90 - 64.3 = 25.7 points < 40
     code, out, _ = run(capsys, "experiment", "report", "--out", tmp_path)
     assert "NOT reproduced" in out
+
+
+def test_workers_default_to_the_usable_cpus(capsys, monkeypatch, tmp_path):
+    """Without --workers the pool has one worker per CPU in the process's affinity mask; --workers overrides."""
+    import os
+
+    import prefixproof.experiments.run as run_mod
+
+    seen = []
+    monkeypatch.setattr(run_mod, "run_experiment", lambda *a, **kw: seen.append(kw["workers"]))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    run(capsys, "experiment", "run", "E1", "--out", tmp_path)
+    run(capsys, "experiment", "run", "E1", "--out", tmp_path, "--workers", "1")
+    assert seen == [3, 1]

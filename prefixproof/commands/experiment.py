@@ -15,6 +15,17 @@ from typing import Any
 DEFAULT_OUT = "experiment-runs"
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; os.cpu_count() where there is none): the default
+    number of workers, one torch thread each."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def add_parser(sub: Any, positive: Any) -> None:
     from prefixproof.experiments.registry import BUILDERS
 
@@ -30,7 +41,8 @@ def add_parser(sub: Any, positive: Any) -> None:
     r.add_argument("--steps-scale", type=float, default=1.0, metavar="X",
                    help="multiply every step count by X (e.g. 0.1 for a smoke run; results say so)")
     r.add_argument("--device", default="cpu", help="torch device (default cpu; cuda for --paper)")
-    r.add_argument("--workers", type=positive, default=1, help="processes of the local pool (default 1)")
+    r.add_argument("--workers", type=positive, help="processes of the local pool (default: the CPUs this process "
+                   "may use)")
     r.add_argument("--backend", choices=("process", "ray"), default="process")
     r.add_argument("--address", metavar="ADDR", help="Ray cluster address (with --backend ray)")
     r.add_argument("--out", default=DEFAULT_OUT, help=f"results directory (default {DEFAULT_OUT})")
@@ -123,8 +135,8 @@ def _run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: not a directory")
     try:
-        run_experiment(exp, out, args.seeds or exp.seeds, workers=args.workers, backend=args.backend,
-                       address=args.address, device=args.device, quiet=args.quiet)
+        run_experiment(exp, out, args.seeds or exp.seeds, workers=args.workers or usable_cpus(),
+                       backend=args.backend, address=args.address, device=args.device, quiet=args.quiet)
     except JobError as e:
         print(f"prefixproof: error: {e}", file=sys.stderr)
         return EXIT_ERROR
