@@ -33,6 +33,20 @@ def per_position(model: GPT, exp: Experiment, task: str, adapter: Adapter | None
     return (pred == seq[:, b.prompt_len:]).mean(0)
 
 
+def pretrained(exp: Experiment, a: argparse.Namespace, seed: int) -> tuple[str, Path]:
+    """The probe's pretrained model for `exp` and `seed`: its cache key and safetensors file under `a.cache`,
+    pretrained (and saved) on first use."""
+    key = f"L{a.layers}H{a.heads}W{a.width}S{a.psteps}lr{a.plr}P{a.plen}s{seed}"
+    path = a.cache / f"{key}.safetensors"
+    a.cache.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        t0 = time.perf_counter()
+        model, curve = train.pretrain(exp, seed, quiet=True)
+        train.save_model(model, path)
+        print(f"pretrain {key}: {time.perf_counter() - t0:.0f}s, last loss {curve.loss[-1]:.3f}", flush=True)
+    return key, path
+
+
 def fmt(pos: np.ndarray) -> str:
     return f"tok {100 * pos.mean():.1f} per-pos {' '.join(f'{100 * x:.0f}' for x in pos)}"
 
@@ -54,16 +68,8 @@ def main() -> None:
     a = p.parse_args()
     exp = replace(registry.get("E3"), model=ModelConfig(a.layers, a.heads, a.width), pretrain_steps=a.psteps,
                   pretrain_lr=a.plr, prefix_len=a.plen)
-    key = f"L{a.layers}H{a.heads}W{a.width}S{a.psteps}lr{a.plr}P{a.plen}s{a.seed}"
-    path = a.cache / f"{key}.safetensors"
-    a.cache.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        model = train.load_model(exp, path)
-    else:
-        t0 = time.perf_counter()
-        model, curve = train.pretrain(exp, a.seed, quiet=True)
-        train.save_model(model, path)
-        print(f"pretrain {key}: {time.perf_counter() - t0:.0f}s, last loss {curve.loss[-1]:.3f}", flush=True)
+    key, path = pretrained(exp, a, a.seed)
+    model = train.load_model(exp, path)
     for t in filter(None, a.evals.split(",")):
         r = train.evaluate(model, exp, t)
         print(f"{key} pretrained on {t}: exact {100 * r['accuracy']:.2f} {fmt(per_position(model, exp, t))} "

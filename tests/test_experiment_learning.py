@@ -73,6 +73,17 @@ def test_lora_changes_the_attention_order_and_the_measure_flags_it(pretrained):
     assert m["tau_mean"] < 0.95, m["tau_mean"]
 
 
+def test_a_lora_on_neither_queries_nor_keys_keeps_every_layers_attention_order(pretrained):
+    """E4's LoRA targets (o, fc1, fc2, as the companion code): the weights change and the loss falls, yet each
+    layer's attention on a given input is the pretrained one, so tau is 1 by construction (the report says so;
+    the q, k test above is the control that the measure does see a change)."""
+    cell = Cell("lora", "descending", "lora", 30, 5e-2, lora_rank=1, lora_targets=("o", "fc1", "fc2"))
+    exp, model, tuned, adapter, curve, n = _adapt(pretrained, cell)
+    assert curve.loss[-1] < curve.loss[0] and any(float(b.detach().abs().max()) > 0 for b in adapter.lora.B.values())
+    m = measure.measure(tuned, model, adapter, exp, "descending", n_inputs=8)
+    assert m["tau_min"] > 1 - 1e-12, m["tau_min"]  # scipy's tau of two identical orders, up to rounding
+
+
 def test_lora_parameter_count_equals_the_prefix_count(pretrained):
     exp, model, _ = pretrained
     # width 32, 1 layer, P = 6: prefix 6 * 32 = 192; rank 1 on q, k, v: 3 * (32 + 32) = 192

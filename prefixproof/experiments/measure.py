@@ -11,7 +11,8 @@ compare_head`, the documented tolerances), given the same input to the layer:
 - agreement: torch's attention weights against the re-run's (tolerance for float32): the export is the model;
 - attention order: Kendall tau between the pretrained layer's and the adapted layer's attention over content
   keys, per query row (P + 1 or more keys), on the same layer input. A prefix can only rescale the content
-  attention, so tau = 1; LoRA and full fine-tuning change the weights and so can change the order.
+  attention, so tau = 1; LoRA and full fine-tuning change the weights and so can change the order (a LoRA
+  on neither q nor k, such as E4's on o, fc1, fc2, cannot: its tau is 1 by construction).
 """
 from __future__ import annotations
 

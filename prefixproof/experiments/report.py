@@ -80,4 +80,5 @@ HEADER = ("cell", "task", "method", "params", "accuracy %", "seeds", "paper",
 NOTE = ("accuracy: exact match on the fixed test set (memorisation: recall of the memorised pairs), mean ± sd over "
         "seeds; identities: prefix_rescale and prefix_bias at every layer and head, runs that hold / runs checked, "
         "and the worst error as a fraction of its tolerance; tau: Kendall tau of the content attention order, "
-        "pretrained vs adapted layer on the same input (1 = order unchanged)")
+        "pretrained vs adapted layer on the same input (1 = order unchanged; a LoRA on neither q nor k, as E4's on "
+        "o, fc1, fc2, leaves every layer's attention weights as they were, so its tau is 1 by construction)")
